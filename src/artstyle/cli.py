@@ -1,0 +1,58 @@
+"""The ``artstyle`` command line: a thin layer over the Python API.
+
+Each sub-command lives in ``artstyle/commands/<name>.py`` and exposes ``register(subparsers)``;
+heavy imports (torch, pandas) happen inside the handlers so ``artstyle predict`` starts fast.
+Errors the user can fix (``ArtstyleError``) print one line and exit 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from . import __version__
+from .errors import ArtstyleError
+
+COMMANDS = ("data", "train", "evaluate", "compare", "export", "predict", "serve")
+
+EXIT_USER_ERROR = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="artstyle",
+        description="Tell anime, cartoon and human (photo) images apart; fine-tune your own classifier.",
+    )
+    parser.add_argument("--version", action="version", version=f"artstyle {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f".commands.{name}", __package__).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ArtstyleError as exc:
+        print(f"artstyle: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("artstyle: interrupted", file=sys.stderr)
+        return 130
+    except ModuleNotFoundError as exc:
+        # The core install is predict-only; training, data tools and the server are extras.
+        extra = {"torch": "train", "timm": "train", "fastapi": "serve", "uvicorn": "serve"}.get(
+            (exc.name or "").split(".")[0], "all"
+        )
+        print(
+            f"artstyle: error: this command needs '{exc.name}', which is not installed; "
+            f"install it with: pip install 'artstyle[{extra}]'",
+            file=sys.stderr,
+        )
+        return EXIT_USER_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main())

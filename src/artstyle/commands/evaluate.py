@@ -1,0 +1,12 @@
+"""`artstyle evaluate` (not implemented yet)."""
+
+from ..errors import ArtstyleError
+
+
+def register(sub):
+    p = sub.add_parser("evaluate", help="(not implemented yet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args):
+    raise ArtstyleError("'artstyle evaluate' is not implemented yet")

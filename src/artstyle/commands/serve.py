@@ -1,0 +1,12 @@
+"""`artstyle serve` (not implemented yet)."""
+
+from ..errors import ArtstyleError
+
+
+def register(sub):
+    p = sub.add_parser("serve", help="(not implemented yet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args):
+    raise ArtstyleError("'artstyle serve' is not implemented yet")

@@ -1,0 +1,12 @@
+"""`artstyle train` (not implemented yet)."""
+
+from ..errors import ArtstyleError
+
+
+def register(sub):
+    p = sub.add_parser("train", help="(not implemented yet)")
+    p.set_defaults(func=_run)
+
+
+def _run(args):
+    raise ArtstyleError("'artstyle train' is not implemented yet")

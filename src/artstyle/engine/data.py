@@ -1,0 +1,118 @@
+"""From a data dir, manifest or split dir to DataLoaders."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
+
+from ..errors import ArtstyleError, ImageLoadError
+from ..images import open_image
+
+log = logging.getLogger("artstyle")
+SPLITS = ("train", "val", "test")
+
+
+class ImageDataset(Dataset):
+    """Rows of a manifest (``path``, ``label``) -> (tensor, class index)."""
+
+    def __init__(self, frame: pd.DataFrame, classes: list[str], transform, draft_size: int | None = None):
+        index = {c: i for i, c in enumerate(classes)}
+        self.paths = frame["path"].astype(str).tolist()
+        self.targets = [index[label] for label in frame["label"]]
+        self.transform = transform
+        self.draft_size = draft_size
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int):
+        # The scan already validated every file; a file that breaks since then is a real error.
+        img = open_image(self.paths[i], draft_size=self.draft_size)
+        return self.transform(img), self.targets[i]
+
+
+def is_split_dir(path: Path) -> bool:
+    return path.is_dir() and (path / "train.csv").is_file() and (path / "val.csv").is_file()
+
+
+def read_split_dir(path: Path) -> dict[str, pd.DataFrame]:
+    from ..data import read_manifest
+
+    frames = {s: read_manifest(path / f"{s}.csv") for s in SPLITS if (path / f"{s}.csv").is_file()}
+    if "test" not in frames:
+        frames["test"] = frames["val"].iloc[0:0]
+    return frames
+
+
+def resolve_splits(data: str | os.PathLike, save_dir: Path | None, *, val: float, test: float,
+                   seed: int) -> dict[str, pd.DataFrame]:
+    """A split dir is used as is; a manifest CSV or a data dir is scanned and split here, and the
+    split is saved in ``save_dir`` so the run records exactly which images it trained on."""
+    from ..data import read_manifest, scan, split
+
+    path = Path(data)
+    if not path.exists():
+        raise ArtstyleError(f"{path}: no such file or directory")
+    if is_split_dir(path):
+        frames = read_split_dir(path)
+    else:
+        manifest = read_manifest(path) if path.is_file() else scan(path, progress=False)
+        frames = split(manifest, save_dir, val=val, test=test, seed=seed)
+    frames = {name: frame[frame["valid"]] if "valid" in frame else frame for name, frame in frames.items()}
+    if save_dir is not None and is_split_dir(path):
+        save_dir.mkdir(parents=True, exist_ok=True)
+        for name, frame in frames.items():
+            frame.to_csv(save_dir / f"{name}.csv", index=False)
+    return frames
+
+
+def class_names(frames: dict[str, pd.DataFrame]) -> list[str]:
+    """Sorted class names (Keras' ``class_indices`` order); each must have training images."""
+    classes = sorted(set().union(*(set(f["label"]) for f in frames.values())))
+    counts = frames["train"]["label"].value_counts()
+    empty = [c for c in classes if counts.get(c, 0) == 0]
+    if empty:
+        raise ArtstyleError(f"class '{empty[0]}' has no training images")
+    if len(classes) < 2:
+        raise ArtstyleError(f"need at least 2 classes, found {classes}")
+    return classes
+
+
+def class_weights(frame: pd.DataFrame, classes: list[str]) -> torch.Tensor:
+    """Inverse-frequency weights, normalised to mean 1 (sklearn's 'balanced')."""
+    from sklearn.utils.class_weight import compute_class_weight
+
+    return torch.tensor(compute_class_weight("balanced", classes=pd.Index(classes).values, y=frame["label"].values),
+                        dtype=torch.float32)
+
+
+def build_loader(dataset: ImageDataset, *, batch_size: int, train: bool, workers: int, seed: int,
+                 distributed: bool = False, balanced: bool = False) -> DataLoader:
+    sampler = None
+    if distributed:
+        sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
+    elif train and balanced:
+        counts = torch.bincount(torch.tensor(dataset.targets))
+        weights = (1.0 / counts.float())[dataset.targets]
+        sampler = WeightedRandomSampler(weights, num_samples=len(dataset),
+                                        generator=torch.Generator().manual_seed(seed))
+    return DataLoader(
+        dataset,
+        batch_size=batch_size,
+        shuffle=train and sampler is None,
+        sampler=sampler,
+        num_workers=workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=workers > 0,
+        drop_last=False,
+        generator=torch.Generator().manual_seed(seed) if train and sampler is None else None,
+    )
+
+
+def default_workers(requested: int) -> int:
+    return min(8, os.cpu_count() or 1) if requested < 0 else requested

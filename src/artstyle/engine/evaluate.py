@@ -1,0 +1,128 @@
+"""``evaluate``: a model against labelled images -> metrics.json, predictions.csv, figures and
+report.md in one folder."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from ..errors import ArtstyleError
+from . import checkpoint as ckpt
+from .data import ImageDataset, build_loader, default_workers, is_split_dir
+from .loop import predict_probs
+from .metrics import classification_metrics
+from .plots import plot_confusion, plot_prediction_grid, plot_reliability
+from .transforms import create_eval_transform
+
+log = logging.getLogger("artstyle")
+
+
+def load_labelled(data: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(valid rows, invalid rows) from a CSV with path+label, a split dir (its test.csv) or a data dir."""
+    from ..data import read_manifest, scan
+
+    path = Path(data)
+    if is_split_dir(path):
+        path = path / ("test.csv" if (path / "test.csv").is_file() else "val.csv")
+    if path.is_file():
+        frame = read_manifest(path)
+    elif path.is_dir():
+        frame = scan(path, progress=False)
+    else:
+        raise ArtstyleError(f"{path}: no such file or directory")
+    if not {"path", "label"} <= set(frame.columns):
+        raise ArtstyleError(f"{path}: needs 'path' and 'label' columns")
+    valid = frame["valid"].astype(bool) if "valid" in frame else pd.Series(True, index=frame.index)
+    return frame[valid].reset_index(drop=True), frame[~valid].reset_index(drop=True)
+
+
+def predictions_frame(frame: pd.DataFrame, probs: np.ndarray, classes: list[str]) -> pd.DataFrame:
+    preds = probs.argmax(1)
+    out = pd.DataFrame({
+        "path": frame["path"].values,
+        "true": frame["label"].values,
+        "predicted": [classes[i] for i in preds],
+        "confidence": probs.max(1),
+    })
+    for i, c in enumerate(classes):
+        out[f"p_{c}"] = probs[:, i]
+    return out
+
+
+def summary_table(metrics: dict, classes: list[str]) -> str:
+    lines = [f"{'class':<14}{'precision':>10}{'recall':>10}{'f1':>10}{'support':>10}"]
+    for c in classes:
+        m = metrics["per_class"][c]
+        lines.append(f"{c:<14}{m['precision']:>10.4f}{m['recall']:>10.4f}{m['f1']:>10.4f}{m['support']:>10d}")
+    lines.append(f"accuracy {metrics['accuracy']:.4f}  macro-F1 {metrics['macro_f1']:.4f}  "
+                 f"top-2 {metrics['top2_accuracy']:.4f}  ECE {metrics['ece']:.4f}  (n={metrics['n']})")
+    return "\n".join(lines)
+
+
+def write_report(out: Path, metrics: dict, meta: dict, source: str, skipped: pd.DataFrame, classes) -> None:
+    init = meta.get("init", "")
+    lines = [
+        f"# Evaluation: {meta.get('backbone')} on {source}",
+        "",
+        f"- model: `{meta.get('backbone')}` ({meta.get('arch')}), {meta.get('image_size')} px, init: **{init}**",
+        f"- images: {metrics['n']} evaluated, {len(skipped)} skipped as unreadable",
+        "",
+        "```",
+        summary_table(metrics, classes),
+        "```",
+        "",
+        "| figure | |", "|---|---|",
+        "| ![confusion](confusion.png) | ![reliability](reliability.png) |",
+        "",
+        "## Test predictions (mistakes in red)", "", "![predictions](predictions.png)", "",
+        "## Most confident mistakes", "",
+        "![mistakes](mistakes.png)" if metrics["accuracy"] < 1 else "No mistakes.", "",
+    ]
+    if len(skipped):
+        lines += ["## Skipped files", ""] + [f"- `{r.path}`: {r.error}" for r in skipped.itertuples()]
+    (out / "report.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def evaluate(model_or_run, data, output_dir, *, batch_size: int = 64, workers: int = -1,
+             device: str = "auto", quiet: bool = False, grid_size: int = 24) -> dict:
+    """Evaluate a run dir or checkpoint on labelled images; returns the metrics dict."""
+    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
+                       ("cpu" if device == "auto" else device))
+    model, spec, meta = ckpt.load_model(model_or_run, device=str(dev))
+    frame, skipped = load_labelled(data)
+    unknown = sorted(set(frame["label"]) - set(spec.classes))
+    if unknown:
+        raise ArtstyleError(f"{data}: labels {unknown} are not classes of this model {spec.classes}")
+    if frame.empty:
+        raise ArtstyleError(f"{data}: no readable labelled images")
+    dataset = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)
+    loader = build_loader(dataset, batch_size=batch_size, train=False, workers=default_workers(workers), seed=0)
+    probs = predict_probs(model, loader, dev, desc="evaluate")
+    targets = np.asarray(dataset.targets)
+    metrics = classification_metrics(probs, targets, spec.classes)
+    metrics |= {"model": str(model_or_run), "data": str(data), "backbone": spec.backbone, "init": spec.init,
+                "skipped": len(skipped)}
+
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    preds = predictions_frame(frame, probs, spec.classes)
+    preds.to_csv(out / "predictions.csv", index=False)
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
+    plot_confusion(np.asarray(metrics["confusion_matrix"]), spec.classes, out / "confusion.png")
+    plot_reliability(metrics["calibration_bins"], metrics["ece"], out / "reliability.png")
+    sample = preds.sample(min(grid_size, len(preds)), random_state=0)
+    plot_prediction_grid(sample, out / "predictions.png",
+                         f"{spec.backbone}: {len(sample)} random test images ({spec.init})")
+    mistakes = preds[preds["true"] != preds["predicted"]].nlargest(grid_size, "confidence")
+    plot_prediction_grid(mistakes, out / "mistakes.png", "Most confident mistakes")
+    write_report(out, metrics, meta, str(data), skipped, spec.classes)
+    if not quiet:
+        print(summary_table(metrics, spec.classes))
+    for row in skipped.itertuples():
+        log.warning(f"skipped {row.path}: {getattr(row, 'error', 'unreadable')}")
+    return metrics

@@ -1,0 +1,335 @@
+"""``train``: one run directory per run, with its config, data split, history, curves,
+checkpoints (best/last + resumable state), logs and test metrics.
+
+Layout of ``runs/NAME``::
+
+    config.json  classes.json  data/{train,val,test}.csv  history.csv  curves.png  train.log
+    weights/{best,last}.{safetensors,json}  weights/state.pt  test/ (evaluation report)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from ..config import RESUMABLE_OVERRIDES, TrainConfig
+from ..errors import ArtstyleError
+from ..models import ModelSpec, create_model
+from . import checkpoint as ckpt
+from .data import ImageDataset, build_loader, class_names, class_weights, default_workers, resolve_splits
+from .distributed import DistInfo, barrier, cleanup, init_distributed
+from .loop import evaluate_epoch, train_one_epoch
+from .plots import save_history_and_curves
+from .transforms import create_eval_transform, create_train_transform
+
+log = logging.getLogger("artstyle")
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    best: dict = field(default_factory=dict)
+    test: dict = field(default_factory=dict)
+
+
+class EarlyStopping:
+    """Stop after ``patience`` epochs without improvement of the monitored metric."""
+
+    def __init__(self, patience: int, mode: str, min_delta: float = 0.0):
+        self.patience, self.mode, self.min_delta = patience, mode, min_delta
+        self.best: float | None = None
+        self.best_epoch = -1
+        self.bad_epochs = 0
+
+    def improved(self, value: float) -> bool:
+        if self.best is None:
+            return True
+        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+
+    def step(self, value: float, epoch: int) -> bool:
+        """Record an epoch; True when it is the best so far."""
+        if self.improved(value):
+            self.best, self.best_epoch, self.bad_epochs = value, epoch, 0
+            return True
+        self.bad_epochs += 1
+        return False
+
+    @property
+    def should_stop(self) -> bool:
+        return self.patience > 0 and self.bad_epochs >= self.patience
+
+    def state_dict(self) -> dict:
+        return {"best": self.best, "best_epoch": self.best_epoch, "bad_epochs": self.bad_epochs}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.best, self.best_epoch, self.bad_epochs = state["best"], state["best_epoch"], state["bad_epochs"]
+
+
+# ----------------------------------------------------------------------------- set-up
+
+def select_device(requested: str, info: DistInfo) -> torch.device:
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise ArtstyleError("--device cuda was asked for but no CUDA GPU is available")
+        if info.enabled:
+            requested = f"cuda:{info.local_rank}"
+        torch.cuda.set_device(torch.device(requested))
+        torch.backends.cudnn.benchmark = True
+    return torch.device(requested)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def setup_logging(run_dir: Path | None) -> None:
+    log.setLevel(logging.INFO)
+    log.handlers.clear()
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(logging.Formatter("%(message)s"))
+    log.addHandler(console)
+    if run_dir is not None:
+        handler = logging.FileHandler(run_dir / "train.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+        log.addHandler(handler)
+    log.propagate = False
+
+
+def prepare_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
+    run_dir = Path(cfg.output)
+    if not resuming and (run_dir / "config.json").exists():
+        raise ArtstyleError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
+                            "or choose another -o")
+    (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
+    """The saved config; any explicitly given setting that differs is refused."""
+    path = Path(run_dir) / "config.json"
+    if not path.is_file():
+        raise ArtstyleError(f"{run_dir}: not a run directory (no config.json), cannot resume")
+    saved = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    saved.output = str(run_dir)
+    changed = {k: (getattr(saved, k), v) for k, v in overrides.items()
+               if k not in RESUMABLE_OVERRIDES and v is not None and getattr(saved, k) != v}
+    if changed:
+        diff = ", ".join(f"{k}: run has {old!r}, asked {new!r}" for k, (old, new) in changed.items())
+        raise ArtstyleError(f"cannot --resume {run_dir} with a different config ({diff})")
+    for key in RESUMABLE_OVERRIDES & overrides.keys():
+        if overrides[key] is not None and key != "output":
+            setattr(saved, key, overrides[key])
+    return saved
+
+
+def load_data(cfg: TrainConfig, run_dir: Path, info: DistInfo) -> dict[str, pd.DataFrame]:
+    """Rank 0 resolves (scans and splits) and saves the split; the other ranks read it."""
+    data_dir = run_dir / "data"
+    if info.is_main and not (data_dir / "train.csv").is_file():
+        resolve_splits(cfg.data, data_dir, val=cfg.val, test=cfg.test, seed=cfg.seed)
+    barrier(info)
+    return resolve_splits(data_dir, None, val=cfg.val, test=cfg.test, seed=cfg.seed)
+
+
+def log_data_summary(frames: dict[str, pd.DataFrame], classes: list[str]) -> None:
+    rows = [f"{name}: {len(f)} images (" + ", ".join(f"{c} {int((f['label'] == c).sum())}" for c in classes) + ")"
+            for name, f in frames.items()]
+    log.info("data  " + " | ".join(rows))
+
+
+# ----------------------------------------------------------------------------- training
+
+def head_parameters(model: nn.Module) -> list[nn.Parameter]:
+    return list(model.get_classifier().parameters())
+
+
+def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+    head = {id(p) for p in head_parameters(model)}
+    for p in model.parameters():
+        p.requires_grad = trainable or id(p) in head
+
+
+def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = model.parameters()
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=0.9, weight_decay=cfg.weight_decay, nesterov=True)
+    raise ArtstyleError(f"unknown optimizer '{cfg.optimizer}' (choose adamw or sgd)")
+
+
+def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Module:
+    """DDP only registers parameters that need gradients, so it is re-wrapped when the
+    backbone is unfrozen."""
+    if not info.enabled:
+        return model
+    ids = [device.index] if device.type == "cuda" else None
+    return nn.parallel.DistributedDataParallel(model, device_ids=ids)
+
+
+def save_epoch(run_dir, model, spec, optimizer, scheduler, stopper, history, epoch, is_best, cfg) -> None:
+    metrics = {k: v for k, v in history[-1].items() if isinstance(v, (int, float))}
+    weights = run_dir / "weights"
+    ckpt.save_model(weights / "last", model, spec, epoch=epoch, metrics=metrics, config=cfg.to_dict())
+    if is_best:
+        ckpt.save_model(weights / "best", model, spec, epoch=epoch, metrics=metrics, config=cfg.to_dict())
+    ckpt.save_train_state(weights / "state.pt", {
+        "epoch": epoch,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "early_stopping": stopper.state_dict(),
+        "history": history,
+        "rng_torch": torch.get_rng_state(),
+        "rng_python": random.getstate(),
+    })
+    save_history_and_curves(run_dir, history, spec)
+
+
+def restore_state(run_dir, model, optimizer, scheduler, stopper) -> tuple[int, list[dict]]:
+    """Continue after the last completed epoch: model, optimizer, scheduler, early stopping, RNG."""
+    state = ckpt.load_train_state(run_dir / "weights" / "state.pt")
+    last, _, _ = ckpt.load_model(run_dir / "weights" / "last.safetensors")
+    model.load_state_dict(last.state_dict())
+    optimizer.load_state_dict(state["optimizer"])
+    scheduler.load_state_dict(state["scheduler"])
+    stopper.load_state_dict(state["early_stopping"])
+    torch.set_rng_state(state["rng_torch"])
+    random.setstate(state["rng_python"])
+    return state["epoch"] + 1, state["history"]
+
+
+def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
+    workers = default_workers(cfg.workers)
+    train_set = ImageDataset(frames["train"], spec.classes, create_train_transform(cfg, spec), spec.image_size)
+    val_set = ImageDataset(frames["val"], spec.classes, create_eval_transform(spec), spec.image_size)
+    train_loader = build_loader(train_set, batch_size=cfg.batch_size, train=True, workers=workers, seed=cfg.seed,
+                                distributed=info.enabled, balanced=cfg.balance == "sampler")
+    val_loader = build_loader(val_set, batch_size=cfg.batch_size * 2, train=False, workers=workers, seed=cfg.seed,
+                              distributed=info.enabled)
+    weight = class_weights(frames["train"], spec.classes).to(device) if cfg.balance == "weights" else None
+    criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
+    eval_criterion = nn.CrossEntropyLoss()
+    cuda = device.type == "cuda"
+    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+
+    optimizer = build_optimizer(cfg, model)
+    mode = "min" if cfg.monitor == "val_loss" else "max"
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.lr_factor,
+                                                           patience=cfg.lr_patience, min_lr=cfg.min_lr)
+    stopper = EarlyStopping(cfg.patience, mode)
+    start, history = 0, []
+    if (run_dir / "weights" / "state.pt").is_file():
+        start, history = restore_state(run_dir, model, optimizer, scheduler, stopper)
+        log.info(f"resumed {run_dir} after epoch {start - 1}")
+
+    ddp, frozen = None, None
+    for epoch in range(start, cfg.epochs):
+        if stopper.should_stop:
+            break
+        if frozen != (epoch < cfg.freeze_epochs):
+            frozen = epoch < cfg.freeze_epochs
+            set_backbone_trainable(model, not frozen)
+            ddp = wrap_ddp(model, device, info)
+        if info.enabled:
+            train_loader.sampler.set_epoch(epoch)
+        elif train_loader.generator is not None:
+            train_loader.generator.manual_seed(cfg.seed + epoch)  # same order after a resume
+        tick = time.perf_counter()
+        row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "frozen": frozen}
+        row |= train_one_epoch(ddp, criterion, optimizer, train_loader, device, epoch=epoch, info=info,
+                               amp=amp, channels_last=channels_last)
+        row |= evaluate_epoch(model, eval_criterion, val_loader, device, info=info, amp=amp,
+                              channels_last=channels_last)
+        row["seconds"] = time.perf_counter() - tick
+        row["images_per_s"] = len(train_set) / max(row["seconds"], 1e-9)
+        history.append(row)
+        monitored = row[cfg.monitor]
+        is_best = stopper.step(monitored, epoch)
+        scheduler.step(monitored)
+        if info.is_main:
+            save_epoch(run_dir, model, spec, optimizer, scheduler, stopper, history, epoch, is_best, cfg)
+            log.info(
+                f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
+                f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if frozen else ''}"
+            )
+        barrier(info)
+    if stopper.should_stop and info.is_main:
+        log.info(f"early stopping: no {cfg.monitor} improvement for {cfg.patience} epochs "
+                 f"(best epoch {stopper.best_epoch})")
+    return next((h for h in history if h["epoch"] == stopper.best_epoch), history[-1] if history else {})
+
+
+# ----------------------------------------------------------------------------- entry point
+
+def train(config: TrainConfig | None = None, *, resume: str | None = None, **overrides) -> TrainResult:
+    """Train a classifier. ``train(TrainConfig(data="data/", output="runs/x"))`` or
+    ``train(data="data/", output="runs/x", epochs=5)``; ``train(resume="runs/x")`` continues."""
+    if resume:
+        cfg = config_for_resume(Path(resume), overrides)
+    else:
+        cfg = TrainConfig.from_dict({**(config.to_dict() if config else {}), **overrides})
+        if not cfg.data:
+            raise ArtstyleError("no data given: pass a data dir, manifest CSV or split dir")
+    info = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
+    try:
+        return run_training(cfg, info, resuming=bool(resume))
+    finally:
+        cleanup(info)
+
+
+def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResult:
+    device = select_device(cfg.device, info)
+    run_dir = Path(cfg.output)
+    if info.is_main:
+        run_dir = prepare_run_dir(cfg, resuming)
+    barrier(info)
+    setup_logging(run_dir if info.is_main else None)
+    if not info.is_main:
+        log.setLevel(logging.WARNING)
+    seed_everything(cfg.seed + info.rank)
+    frames = load_data(cfg, run_dir, info)
+    classes = class_names(frames)
+    model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
+                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden)
+    if info.is_main:
+        ckpt.write_json(run_dir / "config.json", cfg.to_dict())
+        ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})
+        log_data_summary(frames, classes)
+        log.info(f"model {spec.backbone} ({spec.arch}), init: {spec.init}, {cfg.mode} at {spec.image_size}px "
+                 f"on {device}{f' x{info.world_size} (DDP)' if info.enabled else ''}")
+    model.to(device)
+    if cfg.mode == "probe":
+        from .probe import run_probe
+
+        if info.enabled:
+            raise ArtstyleError("--mode probe runs in one process; launch it without torchrun")
+        best = run_probe(cfg, run_dir, model, spec, frames, device)
+    elif cfg.mode == "finetune":
+        best = finetune(cfg, run_dir, model, spec, frames, device, info)
+    else:
+        raise ArtstyleError(f"unknown mode '{cfg.mode}' (choose finetune or probe)")
+    result = TrainResult(run_dir, best=best)
+    if info.is_main and len(frames["test"]):
+        from .evaluate import evaluate
+
+        weights = run_dir / "weights" / ("best" if cfg.restore_best else "last")
+        result.test = evaluate(weights.with_suffix(".safetensors"), run_dir / "data" / "test.csv", run_dir / "test",
+                               workers=default_workers(cfg.workers), device=str(device), quiet=True)
+    return result

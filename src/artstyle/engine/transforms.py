@@ -1,0 +1,103 @@
+"""Train and eval transforms.
+
+Training uses timm's transform factory plus a few "anti-shortcut" PIL augmentations that
+neither timm nor torchvision offer on PIL images: the artstyle-v1 classes differ in typical
+resolution, compression and framing, and a model must not learn those instead of style.
+Evaluation uses :mod:`artstyle.preprocess`, the same code the ONNX predictor runs.
+"""
+
+from __future__ import annotations
+
+import io
+import random
+
+import torch
+from PIL import Image, ImageOps
+from timm.data import create_transform
+
+from ..config import TrainConfig
+from ..models import ModelSpec
+from ..preprocess import preprocess
+
+
+class RandomJPEG:
+    """Re-encode as JPEG at a random quality."""
+
+    def __init__(self, p: float, quality=(30, 95)):
+        self.p, self.quality = p, quality
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        buf = io.BytesIO()
+        img.save(buf, "JPEG", quality=random.randint(*self.quality))
+        buf.seek(0)
+        return Image.open(buf).convert("RGB")
+
+
+class RandomRescale:
+    """Downscale to a random fraction and back up: hides the source resolution."""
+
+    def __init__(self, p: float, min_side: int = 32, max_factor: float = 0.9):
+        self.p, self.min_side, self.max_factor = p, min_side, max_factor
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        w, h = img.size
+        low = min(1.0, self.min_side / max(1, min(w, h)))
+        factor = random.uniform(low, max(low, self.max_factor))
+        small = img.resize((max(1, round(w * factor)), max(1, round(h * factor))), Image.Resampling.BILINEAR)
+        return small.resize((w, h), random.choice([Image.Resampling.BILINEAR, Image.Resampling.BICUBIC]))
+
+
+class RandomBorder:
+    """Pad with a random solid colour (letterboxing, frames, white or black backgrounds)."""
+
+    def __init__(self, p: float, max_frac: float = 0.2):
+        self.p, self.max_frac = p, max_frac
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        w, h = img.size
+        colour = random.choice([(255, 255, 255), (0, 0, 0), tuple(random.randint(0, 255) for _ in range(3))])
+        pads = [random.randint(0, int(self.max_frac * s)) for s in (w, h, w, h)]
+        return ImageOps.expand(img, border=tuple(pads), fill=colour)
+
+
+class Compose:
+    def __init__(self, *steps):
+        self.steps = [s for s in steps if s is not None]
+
+    def __call__(self, img):
+        for step in self.steps:
+            img = step(img)
+        return img
+
+
+def create_train_transform(cfg: TrainConfig, spec: ModelSpec):
+    if cfg.augment == "none":
+        return create_eval_transform(spec)
+    strong = cfg.augment == "strong"
+    timm_tf = create_transform(
+        input_size=spec.image_size,
+        is_training=True,
+        scale=(0.35 if strong else 0.6, 1.0),
+        hflip=0.5,
+        color_jitter=0.3 if strong else 0.1,
+        grayscale_prob=cfg.grayscale_p if strong else 0.0,
+        interpolation="random" if strong else "bilinear",
+        mean=tuple(spec.mean),
+        std=tuple(spec.std),
+    )
+    if not strong:
+        return timm_tf
+    return Compose(RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p), timm_tf)
+
+
+def create_eval_transform(spec: ModelSpec):
+    def transform(img: Image.Image) -> torch.Tensor:
+        return torch.from_numpy(preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct))
+
+    return transform

@@ -1,0 +1,17 @@
+"""Error types. Anything raised as an ``ArtstyleError`` is a user's mistake or bad input:
+the CLI prints its message on one line and never a traceback."""
+
+from __future__ import annotations
+
+
+class ArtstyleError(Exception):
+    """A problem the user can fix (bad input, bad flag, missing file)."""
+
+
+class ImageLoadError(ArtstyleError):
+    """An image that cannot be decoded. Carries the offending path and the reason."""
+
+    def __init__(self, path: object, reason: str):
+        self.path = str(path)
+        self.reason = reason
+        super().__init__(f"{self.path}: {reason}")
