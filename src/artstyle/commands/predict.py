@@ -1,0 +1,150 @@
+"""``artstyle predict PATH...``: classify files, folders, globs, URLs or a list on stdin with the
+torch-free ONNX predictor (``--explain`` is the one path that needs torch)."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+
+from ..errors import ArtstyleError
+
+EXIT_SOME_FAILED = 2
+# Below this many inputs the rows themselves show progress; above it a bar is worth its import.
+PROGRESS_MIN_INPUTS = 100
+FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "table"}
+
+EPILOG = """\
+inputs: image files, folders (searched recursively), glob patterns ('photos/**/*.png'),
+http(s):// URLs, and '-' to read one path or URL per line from stdin.
+
+output: a table on a terminal; CSV when stdout is piped; --format or the -o suffix
+(.csv, .jsonl, .json) chooses otherwise. CSV/JSONL/JSON have one row per input with
+path, label, confidence, p_<class> for every class and error (empty when fine).
+
+exit status: 0 every input was classified; 2 some inputs failed (each failure is one line
+on stderr naming the input and the reason, and a row with 'error' in CSV/JSONL/JSON);
+1 nothing could be done (no model, no inputs, bad option)."""
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "predict", help="classify images (files, folders, globs, URLs, - for stdin)",
+        description="Classify images as anime, cartoon or human (or your own model's classes).",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("inputs", nargs="+", metavar="PATH", help="files, folders, globs, URLs or -")
+    p.add_argument("-m", "--model", help="exported model (.onnx with its .json card); default: the shipped model. "
+                   "With --explain: a run directory or checkpoint also works")
+    p.add_argument("-f", "--format", choices=("table", "csv", "jsonl", "json"),
+                   help="output format (default: table on a terminal, else from the -o suffix, else csv)")
+    p.add_argument("-o", "--output", help="write results to this file (with --explain: a folder)")
+    p.add_argument("-k", "--top-k", type=int, default=1, help="also list the k most probable classes")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    p.add_argument("--workers", type=int, help="decode threads (default: one per CPU)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per CPU)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a URL (default 10)")
+    p.add_argument("--max-download-mb", type=float, default=20.0, help="size cap for URLs (default 20 MB)")
+    p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    p.add_argument("--explain", action="store_true",
+                   help="write a Grad-CAM heatmap per image and a grid figure into the -o folder (needs torch)")
+    p.set_defaults(func=run)
+
+
+def check_args(args) -> None:
+    if args.top_k < 1:
+        raise ArtstyleError("--top-k must be at least 1")
+    if args.batch_size < 1:
+        raise ArtstyleError("--batch-size must be at least 1")
+    for name in ("workers", "threads"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            raise ArtstyleError(f"--{name} must be at least 1")
+    if args.explain and not args.output:
+        raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")
+
+
+def choose_format(args, stdout) -> str:
+    if args.format:
+        return args.format
+    if args.output:
+        return FORMAT_BY_SUFFIX.get(os.path.splitext(args.output)[1].lower(), "csv")
+    return "table" if stdout.isatty() else "csv"
+
+
+@contextlib.contextmanager
+def open_output(path: str | None, stdout):
+    if not path:
+        yield stdout
+        return
+    try:
+        stream = open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise ArtstyleError(f"{path}: cannot write ({exc.strerror or exc})") from None
+    with stream:
+        yield stream
+
+
+def progress_bar(predictions, total: int, enabled: bool):
+    """A bar on stderr for large runs; None when rows on the terminal already show progress."""
+    if not enabled:
+        return None, predictions
+    from tqdm import tqdm
+
+    bar = tqdm(predictions, total=total, unit="img", file=sys.stderr, dynamic_ncols=True, leave=False)
+    return bar, bar
+
+
+def report_failure(pred, bar) -> None:
+    line = f"artstyle: error: {pred.source}: {pred.error}"
+    if bar is not None:
+        bar.write(line, file=sys.stderr)
+    else:
+        print(line, file=sys.stderr, flush=True)
+
+
+def run(args) -> int:
+    check_args(args)
+    if args.explain:
+        from ..explain import explain_command  # torch: only on this path
+
+        return explain_command(args)
+
+    from ..infer import load
+    from ..infer.sources import expand_inputs
+    from ..infer.writers import open_writer
+
+    inputs = expand_inputs(args.inputs)
+    if not inputs:
+        raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
+    classifier = load(args.model, threads=args.threads, batch_size=args.batch_size, workers=args.workers,
+                      url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024))
+    stdout = sys.stdout
+    fmt = choose_format(args, stdout)
+    to_terminal = not args.output and stdout.isatty()
+    show_bar = (not args.no_progress and len(inputs) >= PROGRESS_MIN_INPUTS and sys.stderr.isatty()
+                and not (to_terminal and fmt == "table"))
+    failures = 0
+    try:
+        with open_output(args.output, stdout) as stream:
+            writer = open_writer(fmt, stream, classifier.classes, args.top_k)
+            bar, predictions = progress_bar(classifier.predict_iter(inputs), len(inputs), show_bar)
+            try:
+                for pred in predictions:
+                    writer.write(pred)
+                    if not pred.ok:
+                        failures += 1
+                        report_failure(pred, bar)
+            finally:
+                if bar is not None:
+                    bar.close()
+                writer.close()  # also on Ctrl-C: a JSON array is closed, every row so far is kept
+    except BrokenPipeError:
+        # `artstyle predict dir | head`: the reader has what it wanted. Point stdout at devnull
+        # so that Python's own flush at exit does not fail again (the recipe in Python's docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    if failures:
+        print(f"artstyle: {failures} of {len(inputs)} inputs could not be classified", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0

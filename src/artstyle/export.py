@@ -1,0 +1,241 @@
+"""Export a trained checkpoint to ONNX for the torch-free predictor (``artstyle.infer``).
+
+``export_onnx`` writes ``NAME.onnx`` (probabilities out, dynamic batch) and ``NAME.json``, the
+model card the predictor reads: classes, preprocessing, provenance, metrics, the ONNX file's
+sha256 and the result of a parity check against PyTorch on real images. Nothing is written
+unless the parity check passes. Needs ``artstyle[train]`` (torch, timm, onnx, onnxscript).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .errors import ArtstyleError, ImageLoadError
+from .images import is_image_file, open_image
+from .preprocess import preprocess
+
+log = logging.getLogger("artstyle")
+
+DEFAULT_OPSET = 18
+PARITY_TOLERANCE = 1e-4
+PARITY_MAX_IMAGES = 16
+INPUT_NAME = "input"
+OUTPUT_NAME = "probs"
+
+
+class ProbabilityModel(torch.nn.Module):
+    """The classifier followed by softmax, so the ONNX graph answers with probabilities and
+    every runtime agrees on them without re-implementing softmax."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        return torch.softmax(self.model(x), dim=1)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def draft_size_for(image_size: int, crop_pct: float) -> int:
+    """The decode size preprocessing needs: the short side is resized to size / crop_pct."""
+    return int(math.ceil(image_size / crop_pct))
+
+
+def export_onnx(
+    run_or_checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    *,
+    opset: int = DEFAULT_OPSET,
+    parity_images=None,
+    tolerance: float = PARITY_TOLERANCE,
+    with_weights: bool = False,
+) -> dict:
+    """Export a run directory or checkpoint to ``output`` (.onnx) and its model card
+    (``output`` with .json). Returns the model card.
+
+    ``parity_images``: image files or folders for the parity check (default: up to 16 images
+    from the data the model was trained on, else generated ones, recorded as such in the card).
+    ``with_weights``: also copy the checkpoint's safetensors beside the ONNX, so that
+    ``artstyle predict --explain`` can compute Grad-CAM for this exported model.
+    Raises ``ArtstyleError`` when the ONNX model disagrees with PyTorch by more than ``tolerance``.
+    """
+    from .engine.checkpoint import load_model, resolve_weights
+
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise ArtstyleError(f"{output}: the output must be a .onnx file")
+    weights = resolve_weights(run_or_checkpoint)
+    model, spec, meta = load_model(weights)
+    wrapped = ProbabilityModel(model).eval()
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
+        tmp_onnx = Path(tmp) / output.name
+        tick = time.perf_counter()
+        write_onnx(wrapped, spec.image_size, tmp_onnx, opset)
+        log.info(f"exported ONNX in {time.perf_counter() - tick:.1f}s")
+        batch, sources = parity_batch(parity_images, meta, spec)
+        parity = check_parity(wrapped, tmp_onnx, batch, tolerance)
+        parity["images"] = [Path(s).name for s in sources]  # names only: no local paths in a shipped card
+        card = model_card(spec, meta, weights, tmp_onnx, opset, parity)
+        if with_weights:
+            card["weights_sha256"] = sha256_file(weights)
+        # Card first, then the ONNX, so a predictor never sees a new model with an old card.
+        card_path = output.with_suffix(".json")
+        card_path.write_text(json.dumps(card, indent=2) + "\n", encoding="utf-8")
+        if with_weights:
+            shutil.copyfile(weights, output.with_suffix(".safetensors"))
+        os.replace(tmp_onnx, output)
+    return card
+
+
+def write_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int) -> None:
+    """torch.export-based ONNX export, batch dimension dynamic, weights inside the one file."""
+    example = torch.zeros(2, 3, image_size, image_size)
+    # The exporter prints progress lines on stdout, which would corrupt output a script parses;
+    # its warnings (deprecations inside torch) are not the user's concern either.
+    with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset,
+            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
+        )
+        program.save(str(path), external_data=False)
+
+
+
+def find_parity_files(parity_images, meta: dict) -> list[Path]:
+    """Explicit files/folders, else the training data folder named in the checkpoint's config."""
+    if parity_images:
+        roots = [Path(p) for p in ([parity_images] if isinstance(parity_images, (str, os.PathLike)) else parity_images)]
+    else:
+        data = (meta.get("config") or {}).get("data") or ""
+        roots = [Path(data) if Path(data).is_dir() else Path(data).parent] if data else []
+    files = []
+    for root in roots:
+        if root.is_dir():
+            files += sorted(Path(d) / f for d, _, names in os.walk(root) for f in names if is_image_file(f))
+        elif root.is_file():
+            files.append(root)
+        elif parity_images:
+            raise ArtstyleError(f"{root}: parity image or folder not found")
+    if len(files) > PARITY_MAX_IMAGES:
+        # Evenly spread over the sorted list: with one folder per class that covers every class.
+        step = len(files) / PARITY_MAX_IMAGES
+        files = [files[int(i * step)] for i in range(PARITY_MAX_IMAGES)]
+    return files
+
+
+def generated_images(count: int = 4):
+    """Stand-ins when no real image is at hand: smooth gradients with shapes, not noise,
+    so activations are in a realistic range."""
+    from PIL import Image, ImageDraw
+
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        base = np.linspace(0, 255, 256, dtype=np.float32)
+        arr = np.stack([np.add.outer(base, base * (c + 1) / 3) / 2 for c in range(3)], axis=-1)
+        img = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
+        draw = ImageDraw.Draw(img)
+        for _ in range(6):
+            x, y = rng.integers(0, 200, 2)
+            draw.ellipse([x, y, x + 50, y + 40], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+        yield f"<generated {i}>", img
+
+
+def parity_batch(parity_images, meta: dict, spec) -> tuple[np.ndarray, list[str]]:
+    """Preprocessed images, decoded exactly as the predictor decodes them."""
+    draft = draft_size_for(spec.image_size, spec.crop_pct)
+    arrays, names = [], []
+    for path in find_parity_files(parity_images, meta):
+        try:
+            img = open_image(path, draft_size=draft)
+        except ImageLoadError as exc:
+            log.warning(f"parity check skips {exc}")
+            continue
+        arrays.append(preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct))
+        names.append(str(path))
+    if not arrays:
+        if parity_images:
+            raise ArtstyleError("no readable image among the parity images")
+        log.warning("no training images found for the parity check; using generated images")
+        for name, img in generated_images():
+            arrays.append(preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct))
+            names.append(name)
+    return np.stack(arrays), names
+
+
+def check_parity(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: float) -> dict:
+    """Probabilities from PyTorch and ONNX Runtime on the same arrays. Batch sizes 1 and N both
+    run, which also proves the batch dimension is really dynamic."""
+    import onnxruntime as ort
+
+    with torch.inference_mode():
+        expected = model(torch.from_numpy(batch)).numpy()
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
+    single = session.run([OUTPUT_NAME], {INPUT_NAME: batch[:1]})[0]
+    diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
+    result = {"max_abs_diff": diff, "tolerance": tolerance, "passed": diff <= tolerance,
+              "argmax_agree": bool((got.argmax(1) == expected.argmax(1)).all())}
+    if not result["passed"]:
+        raise ArtstyleError(
+            f"parity check failed: ONNX and PyTorch probabilities differ by {diff:.2e} "
+            f"(tolerance {tolerance:.0e}); nothing was written"
+        )
+    return result
+
+
+def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, parity: dict) -> dict:
+    """Everything the predictor needs, plus where the model came from and how good it is."""
+    config = meta.get("config") or {}
+    training = {k: v for k, v in {
+        "data": config.get("data"),
+        "epoch": meta.get("epoch"),
+        "data_summary": meta.get("data_summary"),
+    }.items() if v not in (None, "")}
+    return {
+        "format": "artstyle-onnx",
+        "artstyle_version": __version__,
+        **spec.to_dict(),
+        "input": {"name": INPUT_NAME, "shape": ["batch", 3, spec.image_size, spec.image_size],
+                  "dtype": "float32", "layout": "NCHW"},
+        "output": {"name": OUTPUT_NAME, "meaning": "softmax probabilities, one column per class"},
+        "preprocess": {
+            "decode": "artstyle.images.open_image (EXIF upright, RGB, transparency on white)",
+            "resize": f"short side to image_size / crop_pct, bilinear, centre crop image_size",
+            "normalize": "(x / 255 - mean) / std",
+        },
+        "metrics": meta.get("metrics") or {},
+        "training": training,
+        "source_checkpoint": str(weights),
+        "onnx_sha256": sha256_file(onnx_path),
+        "onnx_bytes": onnx_path.stat().st_size,
+        "opset": opset,
+        "torch_version": torch.__version__,
+        "parity": parity,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

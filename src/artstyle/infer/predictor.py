@@ -1,0 +1,283 @@
+"""The torch-free classifier: an exported ONNX model and its model card, run by ONNX Runtime.
+
+Only onnxruntime, numpy and Pillow are imported (a test checks that torch never is), so a user
+who only predicts installs a small package. Images are decoded and preprocessed on a thread
+pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous batch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ArtstyleError, ImageLoadError
+from ..images import open_image, to_rgb
+from ..preprocess import preprocess
+from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+DEFAULT_MODEL = ASSETS / "default.onnx"
+DEFAULT_BATCH_SIZE = 32
+CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
+
+
+@dataclass
+class Prediction:
+    """One input's answer. ``error`` is set (and label/probs empty) when it could not be read."""
+
+    source: str
+    label: str | None = None
+    confidence: float | None = None
+    probs: dict[str, float] = field(default_factory=dict)
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    def top(self, k: int = 1) -> list[tuple[str, float]]:
+        """The ``k`` most probable classes, best first."""
+        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
+
+    def to_dict(self) -> dict:
+        return {"source": self.source, "label": self.label, "confidence": self.confidence,
+                "probs": dict(self.probs), "error": self.error}
+
+
+def cpu_count() -> int:
+    """CPUs this process may use (a container's or taskset's limit, not the host's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """A model argument -> the .onnx file. ``None`` is the shipped default model."""
+    if model is None:
+        if not DEFAULT_MODEL.is_file():
+            raise ArtstyleError("no default model is installed; pass --model (an exported .onnx)")
+        return DEFAULT_MODEL
+    path = Path(model)
+    if path.is_dir():
+        if (path / "weights" / "best.safetensors").is_file() or (path / "best.safetensors").is_file():
+            raise ArtstyleError(
+                f"{path} is a training run; export it first: artstyle export {path} -o model.onnx"
+            )
+        onnx_files = sorted(path.glob("*.onnx"))
+        if len(onnx_files) != 1:
+            raise ArtstyleError(f"{path}: expected one .onnx model in this folder, found {len(onnx_files)}")
+        return onnx_files[0]
+    if path.suffix == ".json":
+        path = path.with_suffix(".onnx")
+    elif path.suffix in (".safetensors", ".pt", ".pth"):
+        raise ArtstyleError(f"{path} is a checkpoint; export it first: artstyle export {path} -o model.onnx")
+    if not path.is_file():
+        raise ArtstyleError(f"{path}: model not found")
+    return path
+
+
+def read_card(onnx_path: Path) -> dict:
+    card_path = onnx_path.with_suffix(".json")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ArtstyleError(f"{onnx_path}: its model card {card_path.name} is missing; re-export the model") from None
+    except (OSError, ValueError) as exc:
+        raise ArtstyleError(f"{card_path}: unreadable model card ({exc})") from None
+    missing = [k for k in CARD_FIELDS if k not in card]
+    if missing:
+        raise ArtstyleError(f"{card_path}: not an artstyle model card (missing {', '.join(missing)})")
+    return card
+
+
+def read_verified(onnx_path: Path, card: dict) -> bytes:
+    """The model bytes, refused unless they hash to the card's sha256: a truncated download or
+    a tampered file fails here with a clear message instead of deep inside ONNX Runtime."""
+    data = onnx_path.read_bytes()
+    if hashlib.sha256(data).hexdigest() != card["onnx_sha256"]:
+        raise ArtstyleError(
+            f"{onnx_path}: sha256 does not match its model card; the file is truncated, corrupted "
+            f"or was modified - re-export it (or reinstall artstyle for the default model)"
+        )
+    return data
+
+
+def create_session(model_bytes: bytes, onnx_path: Path, threads: int | None):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or cpu_count()
+    options.inter_op_num_threads = 1  # one chain of convolutions: nothing to run side by side
+    # Spinning threads would take CPU from the decode workers between batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.log_severity_level = 3
+    try:
+        return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # noqa: BLE001 - ORT raises its own types for any bad model
+        raise ArtstyleError(f"{onnx_path}: ONNX Runtime cannot load this model ({str(exc).splitlines()[0]})") from None
+
+
+class Classifier:
+    """An exported artstyle model, ready to predict. Create it with ``artstyle.load()``."""
+
+    def __init__(self, session, card: dict, path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
+                 workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
+                 max_download: int = DEFAULT_MAX_DOWNLOAD):
+        self.session = session
+        self.card = card
+        self.path = path
+        self.classes: list[str] = list(card["classes"])
+        self.image_size = int(card["image_size"])
+        self.mean, self.std = card["mean"], card["std"]
+        self.crop_pct = float(card.get("crop_pct", 1.0))
+        self.batch_size = batch_size
+        self.workers = workers or cpu_count()
+        self.url_timeout = url_timeout
+        self.max_download = max_download
+        self.input_name = session.get_inputs()[0].name
+        # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
+        self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
+
+    def __repr__(self) -> str:
+        return f"Classifier({self.path.name}, classes={self.classes}, image_size={self.image_size})"
+
+    # ------------------------------------------------------------------ single inputs
+
+    def load_image(self, source, name: str | None = None) -> Image.Image:
+        """A path, URL, bytes, binary file or PIL image -> upright RGB image."""
+        if isinstance(source, Image.Image):
+            return to_rgb(source)
+        if is_url(source):
+            data = fetch_url(source, timeout=self.url_timeout, max_bytes=self.max_download)
+            return open_image(data, name=source, draft_size=self.draft_size)
+        return open_image(source, name=name, draft_size=self.draft_size)
+
+    def to_array(self, source, name: str | None = None) -> np.ndarray:
+        """One input, decoded and preprocessed exactly as at export: float32 CHW."""
+        return preprocess(self.load_image(source, name), self.image_size, self.mean, self.std, self.crop_pct)
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """Probabilities for a preprocessed NCHW float32 batch."""
+        return self.session.run(None, {self.input_name: batch})[0]
+
+    # ------------------------------------------------------------------ the public API
+
+    def predict(self, inputs, *, errors: str = "raise"):
+        """Classify one input or many.
+
+        One input (path, URL, bytes, binary file or PIL image) -> ``Prediction``; a list or other
+        iterable -> list of ``Prediction`` in the same order. ``errors="raise"`` raises
+        ``ImageLoadError`` for an unreadable input; ``errors="return"`` returns it as a
+        ``Prediction`` whose ``error`` says why.
+        """
+        if errors not in ("raise", "return"):
+            raise ValueError("errors must be 'raise' or 'return'")
+        if is_single(inputs):
+            return next(self.predict_iter([inputs], errors=errors, workers=1))
+        return list(self.predict_iter(inputs, errors=errors))
+
+    def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
+                     workers: int | None = None) -> Iterator[Prediction]:
+        """Predictions as they are produced, in input order. Decoding runs ``workers`` images
+        ahead on a thread pool, so the next batch is ready when ONNX Runtime finishes this one."""
+        batch_size = batch_size or self.batch_size
+        pool = ThreadPoolExecutor(max_workers=workers or self.workers, thread_name_prefix="artstyle-decode")
+        pending: deque = deque()
+        numbered = enumerate(inputs)
+
+        def submit(count: int) -> None:
+            for index, source in numbered:
+                future = pool.submit(self.to_array, source, name_for(source, index))
+                pending.append((describe(source, index), future))
+                count -= 1
+                if count <= 0:
+                    return
+
+        try:
+            # Two batches in flight: one being decoded while the other runs in the model.
+            submit(2 * batch_size)
+            ready, decoded = [], 0
+            while pending:
+                name, future = pending.popleft()
+                submit(1)
+                try:
+                    ready.append((name, future.result()))
+                    decoded += 1
+                except ImageLoadError as exc:
+                    if errors == "raise":
+                        raise
+                    ready.append((name, exc))
+                if decoded == batch_size:
+                    yield from self.finish(ready)
+                    ready, decoded = [], 0
+            yield from self.finish(ready)
+        finally:
+            # An error, an interrupt or a consumer that stops early: drop the decodes queued ahead.
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def finish(self, ready: list) -> Iterator[Prediction]:
+        """Run the decoded arrays of ``ready`` through the model; yield every entry in order."""
+        arrays = [item for _, item in ready if isinstance(item, np.ndarray)]
+        probs = iter(self.run(np.stack(arrays)) if arrays else ())
+        for name, item in ready:
+            if isinstance(item, ImageLoadError):
+                yield Prediction(name, error=item.reason)
+            else:
+                yield self.to_prediction(name, next(probs))
+
+    def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
+        best = int(probs.argmax())
+        return Prediction(
+            source=name, label=self.classes[best], confidence=float(probs[best]),
+            probs={c: float(p) for c, p in zip(self.classes, probs)},
+        )
+
+
+def is_single(inputs) -> bool:
+    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, Image.Image)) or hasattr(inputs, "read")
+
+
+def name_for(source, index: int) -> str | None:
+    """The name that error messages use for inputs that are not paths."""
+    if isinstance(source, (str, os.PathLike)):
+        return None
+    return describe(source, index)
+
+
+def describe(source, index: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return str(source)
+    if isinstance(source, Image.Image):
+        return getattr(source, "filename", "") or f"<image {index}>"
+    return getattr(source, "name", None) or f"<bytes {index}>"
+
+
+def load(model: str | os.PathLike | None = None, *, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+         workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
+         max_download: int = DEFAULT_MAX_DOWNLOAD) -> Classifier:
+    """Load an exported model (``.onnx`` with its ``.json`` model card; default: the shipped
+    model) after checking its sha256.
+
+    ``threads``: ONNX Runtime intra-op threads (default: the CPUs this process may use);
+    ``workers``: decode threads; ``url_timeout`` (seconds) and ``max_download`` (bytes) apply
+    to http(s) inputs.
+    """
+    path = resolve_model(model)
+    card = read_card(path)
+    session = create_session(read_verified(path, card), path, threads)
+    outputs = session.get_outputs()[0].shape
+    if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
+        raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")
+    return Classifier(session, card, path, batch_size=batch_size, workers=workers,
+                      url_timeout=url_timeout, max_download=max_download)

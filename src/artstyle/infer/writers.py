@@ -1,0 +1,116 @@
+"""Streaming result writers for ``artstyle predict``: a readable table, CSV, JSON Lines and JSON.
+
+Every row is flushed as soon as it is written, so an interrupted run keeps what it did. CSV,
+JSONL and JSON carry one row per input, failures included (``error`` set, probabilities empty);
+the table shows successes only, since failures are reported on stderr, one line each.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from typing import TextIO
+
+from .predictor import Prediction
+
+FORMATS = ("table", "csv", "jsonl", "json")
+# Beyond this many classes the table shows the top-k instead of one column per class.
+TABLE_MAX_PROB_COLUMNS = 6
+
+
+def row_for(pred: Prediction, classes: list[str], top_k: int = 1) -> dict:
+    """The flat record of one prediction: path, label, confidence, p_<class>..., [top_k], error."""
+    row = {"path": pred.source, "label": pred.label,
+           "confidence": round(pred.confidence, 6) if pred.ok else None}
+    for c in classes:
+        row[f"p_{c}"] = round(pred.probs[c], 6) if pred.ok else None
+    if top_k > 1:
+        row["top_k"] = [{"label": c, "probability": round(p, 6)} for c, p in pred.top(top_k)]
+    row["error"] = pred.error or ""
+    return row
+
+
+class Writer:
+    def __init__(self, stream: TextIO, classes: list[str], top_k: int = 1):
+        self.stream, self.classes, self.top_k = stream, classes, top_k
+
+    def write(self, pred: Prediction) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        self.stream.flush()
+
+
+class CsvWriter(Writer):
+    def __init__(self, stream, classes, top_k=1):
+        super().__init__(stream, classes, top_k)
+        fields = list(row_for(Prediction("", error="x"), classes, top_k))
+        self.csv = csv.DictWriter(stream, fieldnames=fields, lineterminator="\n")
+        self.csv.writeheader()
+
+    def write(self, pred):
+        row = row_for(pred, self.classes, self.top_k)
+        if "top_k" in row:
+            row["top_k"] = " ".join(f"{t['label']}={t['probability']:.4f}" for t in row["top_k"])
+        self.csv.writerow(row)
+        self.stream.flush()
+
+
+class JsonlWriter(Writer):
+    def write(self, pred):
+        self.stream.write(json.dumps(row_for(pred, self.classes, self.top_k)) + "\n")
+        self.stream.flush()
+
+
+class JsonWriter(Writer):
+    """A JSON array written element by element; ``close`` (also on interrupt) ends it, so the
+    file is valid JSON holding every finished row."""
+
+    def __init__(self, stream, classes, top_k=1):
+        super().__init__(stream, classes, top_k)
+        self.count = 0
+        stream.write("[")
+
+    def write(self, pred):
+        self.stream.write(("," if self.count else "") + "\n  " + json.dumps(row_for(pred, self.classes, self.top_k)))
+        self.stream.flush()
+        self.count += 1
+
+    def close(self):
+        self.stream.write("\n]\n" if self.count else "]\n")
+        super().close()
+
+
+class TableWriter(Writer):
+    """Fixed-width columns with the path last, so rows can be printed as they come without
+    knowing every path's length in advance."""
+
+    def __init__(self, stream, classes, top_k=1):
+        super().__init__(stream, classes, top_k)
+        self.label_width = max(5, *(len(c) for c in classes))
+        self.show_probs = len(classes) <= TABLE_MAX_PROB_COLUMNS
+        self.prob_widths = [max(7, len(c) + 2) for c in classes]
+        header = f"{'label':<{self.label_width}}  {'conf':>6}"
+        if self.show_probs:
+            header += "".join(f"  {'p_' + c:>{w}}" for c, w in zip(classes, self.prob_widths))
+        if top_k > 1 or not self.show_probs:
+            header += f"  {'top ' + str(top_k):<{14 * top_k}}"
+        stream.write(header + "  path\n")
+
+    def write(self, pred):
+        if not pred.ok:
+            return
+        line = f"{pred.label:<{self.label_width}}  {pred.confidence:>6.1%}"
+        if self.show_probs:
+            line += "".join(f"  {pred.probs[c]:>{w}.4f}" for c, w in zip(self.classes, self.prob_widths))
+        if self.top_k > 1 or not self.show_probs:
+            line += "  " + f"{' '.join(f'{c}={p:.3f}' for c, p in pred.top(self.top_k)):<{14 * self.top_k}}"
+        self.stream.write(f"{line}  {pred.source}\n")
+        self.stream.flush()
+
+
+WRITERS = {"table": TableWriter, "csv": CsvWriter, "jsonl": JsonlWriter, "json": JsonWriter}
+
+
+def open_writer(fmt: str, stream: TextIO, classes: list[str], top_k: int = 1) -> Writer:
+    return WRITERS[fmt](stream, classes, top_k)

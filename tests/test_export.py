@@ -1,0 +1,118 @@
+"""`artstyle export`: ONNX with dynamic batch, model card, parity with PyTorch on real images."""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+
+from artstyle import __version__
+from artstyle.cli import main
+from artstyle.engine.checkpoint import load_model, save_model
+from artstyle.errors import ArtstyleError
+from artstyle import export as export_module
+from artstyle.export import check_parity, export_onnx
+from artstyle.images import open_image
+from artstyle.preprocess import preprocess
+from predict_support import CLASSES, IMAGE_SIZE, exported_model
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    return exported_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def torch_model(exported):
+    """The checkpoint in PyTorch (do not modify: shared by the tests of this module)."""
+    return load_model(exported.run)
+
+
+def fast_export(monkeypatch, exported):
+    """Reuse the session's ONNX instead of re-tracing (20 s): the rest of export runs for real."""
+    monkeypatch.setattr(export_module, "write_onnx", lambda model, size, path, opset: shutil.copyfile(exported.onnx, path))
+
+
+def test_card_records_model_preprocessing_and_provenance(exported):
+    card = json.loads(exported.onnx.with_suffix(".json").read_text())
+    assert card == exported.card
+    assert card["classes"] == CLASSES and card["image_size"] == IMAGE_SIZE
+    assert card["mean"] == [0.5, 0.5, 0.5] and card["std"] == [0.5, 0.5, 0.5] and card["crop_pct"] == 1.0
+    assert card["backbone"] == "efficientnet_lite0" and card["arch"] == "tf_efficientnet_lite0"
+    assert card["init"].startswith("imagenet")
+    assert card["metrics"] == {"val_acc": 0.5}
+    assert card["training"]["data_summary"] == {"train": {"anime": 2}} and card["training"]["epoch"] == 1
+    assert card["artstyle_version"] == __version__
+    assert card["onnx_sha256"] == hashlib.sha256(exported.onnx.read_bytes()).hexdigest()
+    assert card["weights_sha256"] == hashlib.sha256(exported.onnx.with_suffix(".safetensors").read_bytes()).hexdigest()
+    parity = card["parity"]
+    assert parity["passed"] and parity["max_abs_diff"] <= 1e-4 and parity["argmax_agree"]
+    assert parity["images"] == [p.name for p in exported.images]
+
+
+def test_batch_dimension_is_dynamic(exported):
+    session = ort.InferenceSession(str(exported.onnx), providers=["CPUExecutionProvider"])
+    assert isinstance(session.get_inputs()[0].shape[0], str)
+    for batch in (1, 3, 7):
+        probs = session.run(None, {"input": np.zeros((batch, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)})[0]
+        assert probs.shape == (batch, 3)
+        np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+
+
+def test_onnx_matches_pytorch_on_real_images(exported, torch_model):
+    model, spec, _ = torch_model
+    batch = np.stack([preprocess(open_image(p), spec.image_size, spec.mean, spec.std, spec.crop_pct)
+                      for p in exported.images])
+    with torch.inference_mode():
+        expected = torch.softmax(model(torch.from_numpy(batch)), 1).numpy()
+    session = ort.InferenceSession(str(exported.onnx), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input": batch})[0]
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_parity_failure_writes_nothing(exported, torch_model, tmp_path, monkeypatch):
+    # A checkpoint whose head differs from the ONNX graph's must be caught by the check.
+    model, spec, _ = torch_model
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["classifier.bias"] += torch.tensor([2.0, 0.0, -2.0])
+    changed = copy.deepcopy(model)
+    changed.load_state_dict(state)
+    save_model(tmp_path / "run" / "weights" / "best", changed, spec, metrics={})
+    fast_export(monkeypatch, exported)
+    with pytest.raises(ArtstyleError, match="parity check failed"):
+        export_onnx(tmp_path / "run", tmp_path / "out" / "model.onnx", parity_images=exported.images[:3])
+    assert not list((tmp_path / "out").iterdir())
+
+
+def test_check_parity_reports_the_difference(exported, torch_model):
+    model, _, _ = torch_model
+    wrapped = export_module.ProbabilityModel(model).eval()
+    batch = np.zeros((2, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    assert check_parity(wrapped, exported.onnx, batch, 1e-4)["passed"]
+    with pytest.raises(ArtstyleError, match="differ by"):
+        check_parity(wrapped, exported.onnx, batch, -1.0)
+
+
+def test_cli_export_prints_summary(exported, tmp_path, monkeypatch, capsys):
+    fast_export(monkeypatch, exported)
+    out = tmp_path / "cli" / "m.onnx"
+    assert main(["export", str(exported.run), "-o", str(out), "--parity-images", str(exported.images[0].parent)]) == 0
+    printed = capsys.readouterr().out
+    assert "parity vs PyTorch on 6 images" in printed and "passed" in printed
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["onnx_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+    assert not out.with_suffix(".safetensors").exists()  # only with --with-weights
+
+
+def test_cli_export_errors_are_one_line(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "missing"), "-o", str(tmp_path / "m.onnx")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checkpoint not found" in err
+    assert main(["export", str(tmp_path), "-o", str(tmp_path / "m.txt")]) == 1
+    assert "must be a .onnx" in capsys.readouterr().err

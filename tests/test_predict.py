@@ -1,0 +1,220 @@
+"""The torch-free predictor API: artstyle.load().predict(...), model verification, input
+expansion, URL fetching and the result writers."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import artstyle
+from artstyle.errors import ArtstyleError, ImageLoadError
+from artstyle.infer import Prediction, predictor
+from artstyle.infer.sources import expand_inputs, fetch_url
+from artstyle.infer.writers import open_writer
+from predict_support import CLASSES, LocalServer, closed_port_url, copy_model, exported_model, make_images
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    return exported_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def clf(exported):
+    return artstyle.load(exported.onnx)
+
+
+# ----------------------------------------------------------------------------- predictions
+
+
+def test_predict_one_path(clf, exported):
+    pred = clf.predict(exported.images[0])
+    assert isinstance(pred, Prediction) and pred.ok
+    assert pred.source == str(exported.images[0])
+    assert list(pred.probs) == CLASSES and pred.label in CLASSES
+    assert pred.confidence == max(pred.probs.values()) == pred.probs[pred.label]
+    assert sum(pred.probs.values()) == pytest.approx(1.0, abs=1e-5)
+    assert pred.top(2)[0] == (pred.label, pred.confidence)
+
+
+def test_paths_images_bytes_and_files_agree(clf, exported):
+    path = exported.images[2]
+    by_path = clf.predict(path)
+    for other in (str(path), Image.open(path), path.read_bytes(), io.BytesIO(path.read_bytes())):
+        assert clf.predict(other).probs == pytest.approx(by_path.probs, abs=1e-6)
+
+
+def test_batched_equals_one_by_one_and_keeps_order(clf, exported):
+    many = clf.predict(exported.images)
+    assert [p.source for p in many] == [str(p) for p in exported.images]
+    for path, pred in zip(exported.images, many):
+        assert pred.probs == pytest.approx(clf.predict(path).probs, abs=1e-5)
+    small_batches = list(clf.predict_iter(exported.images, batch_size=2, workers=1))
+    assert [p.source for p in small_batches] == [p.source for p in many]
+    for a, b in zip(small_batches, many):
+        assert a.probs == pytest.approx(b.probs, abs=1e-5)
+
+
+def test_predictor_matches_pytorch_end_to_end(clf, exported, shared_data):
+    """Same files, same decode: the shipped path agrees with the checkpoint in PyTorch."""
+    import torch
+
+    from artstyle.engine.checkpoint import load_model
+    from artstyle.preprocess import preprocess
+
+    files = sorted((shared_data / "human").glob("*.jpg"))[:4] + sorted((shared_data / "anime").glob("*.jpg"))[:4]
+    model, spec, _ = load_model(exported.run)
+    batch = np.stack([preprocess(artstyle.open_image(f, draft_size=spec.image_size), spec.image_size,
+                                 spec.mean, spec.std, spec.crop_pct) for f in files])
+    with torch.inference_mode():
+        expected = torch.softmax(model(torch.from_numpy(batch)), 1).numpy()
+    got = np.array([[p.probs[c] for c in CLASSES] for p in clf.predict(files)])
+    assert np.abs(got - expected).max() <= 1e-4
+
+
+def test_bad_input_raises_or_is_returned(clf, exported, bad_corpus):
+    with pytest.raises(ImageLoadError, match="empty"):
+        clf.predict(bad_corpus["zero_byte"])
+    mixed = [exported.images[0], bad_corpus["truncated_jpeg"], b"not an image", exported.images[1]]
+    preds = clf.predict(mixed, errors="return")
+    assert [p.ok for p in preds] == [True, False, False, True]
+    assert "truncated" in preds[1].error and preds[2].source == "<bytes 2>"
+    with pytest.raises(ImageLoadError):
+        clf.predict(mixed)
+
+
+def test_awkward_but_valid_files_are_classified(clf, bad_corpus):
+    from corpus import INVALID
+
+    good = [p for name, p in bad_corpus.items() if name not in INVALID]
+    assert all(p.ok for p in clf.predict(good, errors="return"))
+
+
+# ----------------------------------------------------------------------------- the model file
+
+
+def test_tampered_and_truncated_models_are_refused(exported, tmp_path):
+    tampered = copy_model(exported, tmp_path / "tampered")
+    data = bytearray(tampered.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    tampered.write_bytes(bytes(data))
+    with pytest.raises(ArtstyleError, match="sha256 does not match"):
+        artstyle.load(tampered)
+    truncated = copy_model(exported, tmp_path / "truncated")
+    truncated.write_bytes(truncated.read_bytes()[:100_000])
+    with pytest.raises(ArtstyleError, match="truncated"):
+        artstyle.load(truncated)
+
+
+def test_model_argument_forms(exported, tmp_path):
+    assert artstyle.load(exported.onnx.with_suffix(".json")).classes == CLASSES
+    assert artstyle.load(exported.onnx.parent).classes == CLASSES
+    with pytest.raises(ArtstyleError, match="export it first"):
+        artstyle.load(exported.run)
+    with pytest.raises(ArtstyleError, match="export it first"):
+        artstyle.load(exported.run / "weights" / "best.safetensors")
+    lonely = copy_model(exported, tmp_path / "lonely")
+    lonely.with_suffix(".json").unlink()
+    with pytest.raises(ArtstyleError, match="model card model.json is missing"):
+        artstyle.load(lonely)
+
+
+def test_missing_default_model_is_a_clear_error(monkeypatch, tmp_path):
+    monkeypatch.setattr(predictor, "DEFAULT_MODEL", tmp_path / "default.onnx")
+    with pytest.raises(ArtstyleError, match="no default model is installed; pass --model"):
+        artstyle.load()
+
+
+def test_prediction_path_never_imports_torch(exported):
+    code = (
+        "import sys, artstyle\n"
+        f"clf = artstyle.load({str(exported.onnx)!r})\n"
+        f"print(clf.predict({str(exported.images[0])!r}).label)\n"
+        "from artstyle.cli import main\n"
+        f"main(['predict', {str(exported.images[1])!r}, '--model', {str(exported.onnx)!r}])\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+        "assert 'timm' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[0] in CLASSES
+
+
+# ----------------------------------------------------------------------------- inputs
+
+
+def test_expand_inputs_folders_globs_and_stdin(tmp_path):
+    make_images(tmp_path / "a" / "deep", 2)
+    make_images(tmp_path / "b", 2)
+    (tmp_path / "a" / "notes.txt").write_text("not an image")
+    make_images(tmp_path / "a" / ".thumbnails", 1)
+    folder = expand_inputs([str(tmp_path / "a")])
+    assert [p.rsplit("/", 2)[-2:] for p in folder] == [["deep", "scene_0.jpg"], ["deep", "scene_1.png"]]
+    assert expand_inputs([str(tmp_path / "b" / "*.png")]) == [str(tmp_path / "b" / "scene_1.png")]
+    assert len(expand_inputs([str(tmp_path / "**" / "*.jpg")])) == 2  # hidden folders are globbed only by name
+    stdin = io.StringIO(f"{tmp_path / 'b'}\n\nhttps://example.org/x.jpg\n{tmp_path / 'nope.jpg'}\n")
+    listed = expand_inputs(["-"], stdin=stdin)
+    assert listed[-2:] == ["https://example.org/x.jpg", str(tmp_path / "nope.jpg")] and len(listed) == 4
+    # A missing path or a glob matching nothing stays, so it is reported rather than dropped.
+    assert expand_inputs([str(tmp_path / "zz*.jpg")]) == [str(tmp_path / "zz*.jpg")]
+
+
+def test_fetch_url_checks_type_size_and_reachability(exported):
+    jpeg = exported.images[0].read_bytes()
+    routes = {"/ok.jpg": ("image/jpeg", jpeg), "/page": ("text/html; charset=utf-8", b"<html></html>"),
+              "/big.jpg": ("image/jpeg", b"\xff" * 5000), "/raw": ("application/octet-stream", jpeg)}
+    with LocalServer(routes) as server:
+        assert fetch_url(server.url("/ok.jpg")) == jpeg
+        assert fetch_url(server.url("/raw")) == jpeg
+        with pytest.raises(ImageLoadError, match=r"not an image \(server sent text/html\)"):
+            fetch_url(server.url("/page"))
+        with pytest.raises(ImageLoadError, match="too large"):
+            fetch_url(server.url("/big.jpg"), max_bytes=4000)
+        with pytest.raises(ImageLoadError, match="HTTP 404"):
+            fetch_url(server.url("/missing.jpg"))
+    with pytest.raises(ImageLoadError, match="cannot reach"):
+        fetch_url(closed_port_url(), timeout=2)
+
+
+# ----------------------------------------------------------------------------- writers
+
+
+def sample_predictions():
+    ok = Prediction("a.jpg", "human", 0.7, {"anime": 0.1, "cartoon": 0.2, "human": 0.7})
+    return [ok, Prediction("b.jpg", error="not an image (unrecognised format)")]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl", "json"])
+def test_machine_formats_have_one_row_per_input(fmt):
+    stream = io.StringIO()
+    writer = open_writer(fmt, stream, CLASSES)
+    for pred in sample_predictions():
+        writer.write(pred)
+    writer.close()
+    text = stream.getvalue()
+    if fmt == "csv":
+        import csv
+
+        rows = list(csv.DictReader(io.StringIO(text)))
+        assert list(rows[0]) == ["path", "label", "confidence", "p_anime", "p_cartoon", "p_human", "error"]
+        assert rows[0]["error"] == "" and rows[1]["label"] == "" and rows[1]["error"].startswith("not an image")
+    else:
+        rows = json.loads(text) if fmt == "json" else [json.loads(line) for line in text.splitlines()]
+        assert rows[0]["p_human"] == 0.7 and rows[0]["error"] == ""
+        assert rows[1]["label"] is None and rows[1]["error"]
+
+
+def test_table_lists_successes_with_every_probability():
+    stream = io.StringIO()
+    writer = open_writer("table", stream, CLASSES, top_k=2)
+    for pred in sample_predictions():
+        writer.write(pred)
+    header, row = stream.getvalue().splitlines()
+    assert header.split() == ["label", "conf", "p_anime", "p_cartoon", "p_human", "top", "2", "path"]
+    assert row.split() == ["human", "70.0%", "0.1000", "0.2000", "0.7000", "human=0.700", "cartoon=0.200", "a.jpg"]
