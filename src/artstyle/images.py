@@ -85,7 +85,7 @@ def check_pixels(img: Image.Image, label: str, max_pixels: int | None) -> None:
 def to_rgb(img: Image.Image) -> Image.Image:
     """Any mode to RGB: transparency is flattened onto white (drawings on transparent canvases
     are meant to be seen on white), 16-bit is scaled down rather than clipped, CMYK converted."""
-    if img.mode == "RGB":
+    if img.mode == "RGB" and "transparency" not in img.info:
         return img
     if img.mode == "P":
         img = img.convert("RGBA")
@@ -123,6 +123,14 @@ def open_image(
     """
     label = _describe(source, name)
     img = _open_raw(source, label)
+    try:
+        return _decode(img, label, max_pixels, draft_size)
+    except BaseException:
+        img.close()  # release the file now, not whenever the garbage collector gets to it
+        raise
+
+
+def _decode(img: Image.Image, label: str, max_pixels: int | None, draft_size: int | None) -> Image.Image:
     try:
         check_pixels(img, label, max_pixels)
         if draft_size and img.format == "JPEG":

@@ -1,0 +1,151 @@
+"""The one image loader, on real awkward and broken files."""
+
+from __future__ import annotations
+
+import gc
+import io
+import warnings
+
+import numpy as np
+import pytest
+from corpus import (
+    EXPECTED_PIXELS,
+    EXPECTED_REASON,
+    INVALID,
+    expected_invalid,
+    permission_checks_apply,
+)
+from PIL import Image
+
+from artstyle.errors import ArtstyleError, ImageLoadError
+from artstyle.images import is_image_file, open_image, read_header
+
+
+def _close(actual, expected, tolerance=6):
+    return all(abs(a - e) <= tolerance for a, e in zip(actual, expected))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PIXELS))
+@pytest.mark.parametrize("draft_size", [None, 64])
+def test_awkward_images_load_upright_rgb_with_the_right_colours(bad_corpus, name, draft_size):
+    size, pixels = EXPECTED_PIXELS[name]
+    image = open_image(bad_corpus[name], draft_size=draft_size)
+    assert image.mode == "RGB"
+    assert image.size == size
+    for xy, colour in pixels.items():
+        assert _close(image.getpixel(xy), colour), f"{name} at {xy}: {image.getpixel(xy)} != {colour}"
+
+
+def test_exif_rotated_jpeg_is_stored_sideways_and_comes_out_upright(bad_corpus):
+    path = bad_corpus["exif_rotated_jpeg"]
+    with Image.open(path) as raw:
+        assert raw.size == (80, 40) and raw.getexif()[0x0112] == 6  # the file really is sideways
+    upright = open_image(path)
+    assert upright.size == (40, 80)
+    assert _close(upright.getpixel((20, 5)), (255, 0, 0)) and _close(upright.getpixel((20, 75)), (0, 0, 255))
+
+
+def test_16_bit_png_is_scaled_to_8_bits_not_clipped(bad_corpus):
+    with Image.open(bad_corpus["png_16bit"]) as raw:
+        assert raw.mode == "I;16"
+    image = open_image(bad_corpus["png_16bit"])
+    row = [image.getpixel((x, 8))[0] for x in (0, 32, 63)]
+    assert row[0] == 0 and 120 <= row[1] <= 136 and row[2] == 255  # a ramp, not black-then-white
+
+
+def test_grayscale_becomes_rgb_with_equal_channels(bad_corpus):
+    image = open_image(bad_corpus["grayscale_png"])
+    r, g, b = image.getpixel((16, 5))
+    assert image.mode == "RGB" and r == g == b == 128
+
+
+def test_rgb_png_with_colour_key_transparency_is_flattened_onto_white(tmp_path):
+    # PNG tRNS on an RGB image: one colour (here black) means transparent. It must become white
+    # like every other kind of transparency, not stay black.
+    image = Image.new("RGB", (10, 10), (0, 0, 0))
+    image.paste((255, 0, 0), (5, 0, 10, 10))
+    image.save(tmp_path / "key.png", transparency=(0, 0, 0))
+    loaded = open_image(tmp_path / "key.png")
+    assert loaded.getpixel((1, 1)) == (255, 255, 255) and loaded.getpixel((8, 1)) == (255, 0, 0)
+
+
+@pytest.mark.parametrize("name", sorted(INVALID))
+def test_unreadable_files_raise_one_error_type_with_path_and_reason(bad_corpus, name):
+    if name not in bad_corpus:
+        pytest.skip("this OS cannot make symlinks")
+    if name not in expected_invalid(bad_corpus):
+        pytest.skip("running as root: a chmod 000 file is still readable")
+    path = bad_corpus[name]
+    with pytest.raises(ImageLoadError) as caught:
+        open_image(path)
+    error = caught.value
+    assert isinstance(error, ArtstyleError)  # the CLI prints it as one line, no traceback
+    assert error.path == str(path)
+    assert EXPECTED_REASON[name] in error.reason.lower()
+    assert "\n" not in str(error) and str(error).startswith(str(path))
+
+
+def test_decompression_bomb_header_is_refused_before_decoding(bad_corpus):
+    path = bad_corpus["png_bomb_header"]
+    assert path.stat().st_size < 200  # tiny file, 900 megapixel claim
+    with pytest.raises(ImageLoadError, match="30000x30000"):
+        read_header(path)
+    with pytest.raises(ImageLoadError, match="too large"):
+        open_image(path, draft_size=64)
+
+
+def test_pixel_limit_is_configurable(tmp_path):
+    Image.new("RGB", (100, 100), "red").save(tmp_path / "square.png")
+    with pytest.raises(ImageLoadError, match="limit"):
+        open_image(tmp_path / "square.png", max_pixels=5_000)
+    assert open_image(tmp_path / "square.png", max_pixels=None).size == (100, 100)
+
+
+def test_draft_mode_decodes_large_jpeg_small_but_not_below_the_target(tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 256, (1500, 2000, 3), dtype=np.uint8)).save(tmp_path / "big.jpg", quality=80)
+    full = open_image(tmp_path / "big.jpg")
+    small = open_image(tmp_path / "big.jpg", draft_size=150)
+    assert full.size == (2000, 1500)
+    assert min(small.size) >= 150 and small.size[0] <= 2000 // 8 + 1  # libjpeg's 1/8 scale
+    assert read_header(tmp_path / "big.jpg")[:2] == (2000, 1500)  # the header still tells the truth
+
+
+def test_bytes_and_file_objects_load_like_paths(bad_corpus):
+    path = bad_corpus["exif_rotated_jpeg"]
+    data = path.read_bytes()
+    assert open_image(data).size == open_image(io.BytesIO(data)).size == (40, 80)
+    with pytest.raises(ImageLoadError, match="empty"):
+        open_image(b"", name="upload.jpg")
+    with pytest.raises(ImageLoadError, match="upload.jpg: not an image"):
+        open_image(b"hello", name="upload.jpg")
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    (tmp_path / "folder.jpg").mkdir()
+    with pytest.raises(ImageLoadError, match="directory"):
+        open_image(tmp_path / "folder.jpg")
+
+
+def test_failed_loads_release_their_file_at_once(bad_corpus):
+    # A server or a scan fed thousands of bad files must not leave each one open for the
+    # garbage collector to find (ResourceWarning: unclosed file).
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        for name in ("truncated_jpeg", "png_bomb_header"):
+            with pytest.raises(ImageLoadError):
+                open_image(bad_corpus[name])
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
+
+
+def test_unreadable_permission(bad_corpus):
+    if not permission_checks_apply():
+        pytest.skip("running as root: file permissions do not stop root from reading")
+    with pytest.raises(ImageLoadError, match="ermission"):
+        open_image(bad_corpus["unreadable"])
+
+
+def test_is_image_file_skips_hidden_files_and_other_extensions():
+    assert is_image_file("a/b/photo.JPG") and is_image_file("x.webp") and is_image_file("été 画像.png")
+    assert not is_image_file("a/.hidden.jpg") and not is_image_file("notes.txt") and not is_image_file("jpg")
