@@ -6,51 +6,56 @@ result can be traced to how it was made; ``--resume`` refuses a run whose config
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
+
+
+def opt(default, help: str, choices: tuple | None = None):
+    """A config field with its help text (shown by ``artstyle train --help``)."""
+    return field(default=default, metadata={"help": help, "choices": choices})
 
 
 @dataclass
 class TrainConfig:
     # --- data ---
-    data: str = ""                 # a data dir (one subfolder per class), a manifest CSV or a split dir
-    output: str = "runs/train"     # run directory: config, history, checkpoints, plots, metrics
-    val: float = 0.15              # validation fraction when the data is not split yet
-    test: float = 0.15             # test fraction when the data is not split yet
-    workers: int = -1              # data-loader processes; -1 = min(8, cores)
+    data: str = opt("", "a data dir (one subfolder per class), a manifest CSV or a split dir")
+    output: str = opt("runs/train", "run directory: config, history, checkpoints, plots, metrics")
+    val: float = opt(0.15, "validation fraction when the data is not split yet")
+    test: float = opt(0.15, "test fraction when the data is not split yet")
+    workers: int = opt(-1, "data-loader processes; -1 = min(8, cores)")
     # --- model ---
-    backbone: str = "efficientnet_lite0"  # any timm name; Lite0/Lite2 have offline ImageNet weights
-    weights: str = ""              # ImageNet weights file for other backbones (.safetensors/.pth)
-    pretrained: bool = True        # False = random initialisation (labelled as such everywhere)
-    image_size: int = 150          # the seed notebook's 150x150
-    drop_rate: float = 0.2         # dropout before the classifier, as in the seed
-    hidden: int = 0                # optional hidden layer in the head (0 = linear head)
+    backbone: str = opt("efficientnet_lite0", "any timm name; Lite0/Lite2 have offline ImageNet weights")
+    weights: str = opt("", "ImageNet weights file for other backbones (.safetensors/.pth)")
+    pretrained: bool = opt(True, "False = random initialisation (labelled as such everywhere)")
+    image_size: int = opt(150, "the seed notebook's 150x150")
+    drop_rate: float = opt(0.2, "dropout before the classifier, as in the seed")
+    hidden: int = opt(0, "optional hidden layer in the head (0 = linear head)")
     # --- schedule ---
-    mode: str = "finetune"         # finetune (whole network) or probe (frozen features + linear head)
-    epochs: int = 20
-    batch_size: int = 32           # the seed notebook's batch size
-    optimizer: str = "adamw"       # adamw or sgd
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    label_smoothing: float = 0.1
-    freeze_epochs: int = 1         # warm-up epochs training only the head, then full fine-tuning
-    patience: int = 5              # EarlyStopping: epochs without improvement before stopping
-    monitor: str = "val_loss"      # val_loss or val_acc
-    restore_best: bool = True      # end with the best epoch's weights, as Keras' restore_best_weights
-    lr_factor: float = 0.3         # ReduceLROnPlateau factor
-    lr_patience: int = 2           # ReduceLROnPlateau patience (epochs)
+    mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + linear head)", ("finetune", "probe"))
+    epochs: int = opt(20, "maximum epochs (early stopping usually ends sooner)")
+    batch_size: int = opt(32, "the seed notebook's batch size")
+    optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
+    lr: float = opt(1e-3, "initial learning rate")
+    weight_decay: float = opt(0.01, "decoupled weight decay (AdamW)")
+    label_smoothing: float = opt(0.1, "label smoothing of the training loss")
+    freeze_epochs: int = opt(1, "warm-up epochs training only the head, then full fine-tuning")
+    patience: int = opt(5, "EarlyStopping: epochs without improvement before stopping")
+    monitor: str = opt("val_loss", "val_loss or val_acc", ("val_loss", "val_acc"))
+    restore_best: bool = opt(True, "end with the best epoch's weights, as Keras' restore_best_weights")
+    lr_factor: float = opt(0.3, "ReduceLROnPlateau factor")
+    lr_patience: int = opt(2, "ReduceLROnPlateau patience (epochs)")
     min_lr: float = 1e-6
     # --- augmentation (train only) ---
-    augment: str = "strong"        # strong, basic or none
-    jpeg_p: float = 0.5            # random JPEG re-compression: the model must not key on compression
-    rescale_p: float = 0.5         # random down-and-up scaling: ... nor on resolution
-    border_p: float = 0.2          # random solid borders / letterboxing: ... nor on framing
+    augment: str = opt("strong", "strong, basic or none", ("strong", "basic", "none"))
+    jpeg_p: float = opt(0.5, "random JPEG re-compression: the model must not key on compression")
+    rescale_p: float = opt(0.5, "random down-and-up scaling: ... nor on resolution")
+    border_p: float = opt(0.2, "random solid borders / letterboxing: ... nor on framing")
     grayscale_p: float = 0.1
-    balance: str = "none"          # none, weights (class-weighted loss) or sampler (balanced batches)
+    balance: str = opt("none", "none, weights (class-weighted loss) or sampler (balanced batches)", ("none", "weights", "sampler"))
     # --- system ---
     seed: int = 42
-    device: str = "auto"           # auto, cpu, cuda, cuda:N
-    amp: bool = True               # mixed precision (CUDA only)
-    channels_last: bool = True     # channels-last memory format (CUDA only)
+    device: str = opt("auto", "auto, cpu, cuda, cuda:N")
+    amp: bool = opt(True, "mixed precision (CUDA only)")
+    channels_last: bool = opt(True, "channels-last memory format (about 2x faster convolutions on CPU too)")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -41,18 +41,30 @@ def is_split_dir(path: Path) -> bool:
 
 
 def read_split_dir(path: Path) -> dict[str, pd.DataFrame]:
+    """train.csv and val.csv (test.csv optional) of a split dir, valid rows only."""
     from ..data import read_manifest
 
     frames = {s: read_manifest(path / f"{s}.csv") for s in SPLITS if (path / f"{s}.csv").is_file()}
-    if "test" not in frames:
-        frames["test"] = frames["val"].iloc[0:0]
-    return frames
+    frames.setdefault("test", frames["val"].iloc[0:0])
+    return {name: frame[frame["valid"]].reset_index(drop=True) for name, frame in frames.items()}
+
+
+def report_invalid(manifest: pd.DataFrame, limit: int = 20) -> None:
+    """Training goes on without unreadable files, but says which ones it skipped and why."""
+    bad = manifest[~manifest["valid"]]
+    if bad.empty:
+        return
+    log.warning(f"skipping {len(bad)} unreadable file(s):")
+    for row in bad.head(limit).itertuples():
+        log.warning(f"  {row.path}: {row.error}")
+    if len(bad) > limit:
+        log.warning(f"  ... and {len(bad) - limit} more (see the manifest's error column)")
 
 
 def resolve_splits(data: str | os.PathLike, save_dir: Path | None, *, val: float, test: float,
                    seed: int) -> dict[str, pd.DataFrame]:
-    """A split dir is used as is; a manifest CSV or a data dir is scanned and split here, and the
-    split is saved in ``save_dir`` so the run records exactly which images it trained on."""
+    """A split dir is used as is; a manifest CSV or a data dir is scanned and split here. With
+    ``save_dir`` the split is saved there, so a run records exactly which images it used."""
     from ..data import read_manifest, scan, split
 
     path = Path(data)
@@ -60,15 +72,17 @@ def resolve_splits(data: str | os.PathLike, save_dir: Path | None, *, val: float
         raise ArtstyleError(f"{path}: no such file or directory")
     if is_split_dir(path):
         frames = read_split_dir(path)
-    else:
-        manifest = read_manifest(path) if path.is_file() else scan(path, progress=False)
-        frames = split(manifest, save_dir, val=val, test=test, seed=seed)
-    frames = {name: frame[frame["valid"]] if "valid" in frame else frame for name, frame in frames.items()}
-    if save_dir is not None and is_split_dir(path):
-        save_dir.mkdir(parents=True, exist_ok=True)
-        for name, frame in frames.items():
-            frame.to_csv(save_dir / f"{name}.csv", index=False)
-    return frames
+        if save_dir is not None:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            for name, frame in frames.items():
+                frame.to_csv(save_dir / f"{name}.csv", index=False)
+        return frames
+    manifest = read_manifest(path) if path.is_file() else scan(path, progress=False)
+    report_invalid(manifest)
+    unreadable_only = sorted(set(manifest["label"]) - set(manifest.loc[manifest["valid"], "label"]))
+    if unreadable_only:
+        raise ArtstyleError(f"class '{unreadable_only[0]}' has no training images (none of its files is readable)")
+    return dict(split(manifest, save_dir, val=val, test=test, seed=seed))
 
 
 def class_names(frames: dict[str, pd.DataFrame]) -> list[str]:

@@ -101,10 +101,11 @@ def predict_probs(model, loader, device, *, amp: bool = False, channels_last: bo
 @torch.inference_mode()
 def extract_features(model, loader, device, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
     """Pooled backbone features (timm's pre-logits) and targets for a whole loader."""
-    model.eval()
+    model.eval().to(memory_format=torch.channels_last)  # ~2x faster on CPU
     feats, targets = [], []
     for images, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        pooled = model.forward_head(model.forward_features(images.to(device)), pre_logits=True)
+        images, _ = to_device(images, y, device, channels_last=True)
+        pooled = model.forward_head(model.forward_features(images), pre_logits=True)
         feats.append(pooled.float().cpu())
         targets.append(y)
     return torch.cat(feats), torch.cat(targets)

