@@ -53,7 +53,9 @@ def test_card_records_model_preprocessing_and_provenance(exported):
     assert card["weights_sha256"] == hashlib.sha256(exported.onnx.with_suffix(".safetensors").read_bytes()).hexdigest()
     parity = card["parity"]
     assert parity["passed"] and parity["max_abs_diff"] <= 1e-4 and parity["argmax_agree"]
-    assert parity["images"] == [p.name for p in exported.images]
+    # Up to 16 parity images, spread over everything given.
+    assert len(parity["images"]) == min(16, len(exported.images))
+    assert set(parity["images"]) <= {p.name for p in exported.images}
 
 
 def test_batch_dimension_is_dynamic(exported):

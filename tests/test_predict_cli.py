@@ -154,3 +154,34 @@ def test_subprocess_exit_codes_and_stdout(exported, bad_corpus):
     lines = [json.loads(line) for line in mixed.stdout.splitlines()]
     assert [bool(r["error"]) for r in lines] == [False, True]
     assert f"artstyle: error: {bad_corpus['text_as_jpg']}: not an image" in mixed.stderr
+
+
+def test_explain_writes_heatmaps_grid_and_csv(exported, tmp_path, capsys, bad_corpus):
+    from PIL import Image
+
+    out = tmp_path / "explain"
+    inputs = [str(p) for p in exported.images[:3]] + [str(bad_corpus["truncated_jpeg"])]
+    code = main(["predict", *inputs, "--explain", "-o", str(out), "--model", str(exported.onnx), "--format", "jsonl"])
+    stdout, err = capsys.readouterr()
+    assert code == 2 and "Traceback" not in err
+    assert [bool(json.loads(line)["error"]) for line in stdout.splitlines()] == [False, False, False, True]
+    heatmaps = sorted(out.glob("0000*.png"))
+    assert [p.name.split("_", 1)[0] for p in heatmaps] == ["00000", "00001", "00002"]
+    assert Image.open(heatmaps[0]).size == (256, 256) and (out / "grid_000.png").is_file()
+    rows = read_csv((out / "predictions.csv").read_text())
+    assert len(rows) == 4 and "truncated" in rows[3]["error"]
+
+
+def test_explain_without_weights_is_a_clear_error(exported, tmp_path, capsys):
+    from artstyle.explain import resolve_explain_weights
+
+    assert resolve_explain_weights(exported.run) == exported.run / "weights" / "best.safetensors"
+    onnx_only = tmp_path / "m" / "model.onnx"
+    onnx_only.parent.mkdir()
+    for suffix in (".onnx", ".json"):
+        onnx_only.with_suffix(suffix).write_bytes(exported.onnx.with_suffix(suffix).read_bytes())
+    code = main(["predict", str(exported.images[0]), "--explain", "-o", str(tmp_path / "x"), "--model", str(onnx_only)])
+    assert code == 1
+    assert "export with --with-weights" in capsys.readouterr().err
+    assert main(["predict", str(exported.images[0]), "--explain"]) == 1
+    assert "--explain needs -o DIR" in capsys.readouterr().err

@@ -156,12 +156,8 @@ class Classifier:
 
     def load_image(self, source, name: str | None = None) -> Image.Image:
         """A path, URL, bytes, binary file or PIL image -> upright RGB image."""
-        if isinstance(source, Image.Image):
-            return to_rgb(source)
-        if is_url(source):
-            data = fetch_url(source, timeout=self.url_timeout, max_bytes=self.max_download)
-            return open_image(data, name=source, draft_size=self.draft_size)
-        return open_image(source, name=name, draft_size=self.draft_size)
+        return load_any(source, name, draft_size=self.draft_size, url_timeout=self.url_timeout,
+                        max_download=self.max_download)
 
     def to_array(self, source, name: str | None = None) -> np.ndarray:
         """One input, decoded and preprocessed exactly as at export: float32 CHW."""
@@ -242,6 +238,18 @@ class Classifier:
             source=name, label=self.classes[best], confidence=float(probs[best]),
             probs={c: float(p) for c, p in zip(self.classes, probs)},
         )
+
+
+def load_any(source, name: str | None = None, *, draft_size: int | None = None,
+             url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD) -> Image.Image:
+    """A path, http(s) URL, bytes, binary file or PIL image -> upright RGB image.
+    Raises ``ImageLoadError`` naming the input."""
+    if isinstance(source, Image.Image):
+        return to_rgb(source)
+    if is_url(source):
+        data = fetch_url(source, timeout=url_timeout, max_bytes=max_download)
+        return open_image(data, name=source, draft_size=draft_size)
+    return open_image(source, name=name, draft_size=draft_size)
 
 
 def is_single(inputs) -> bool:

@@ -1,0 +1,191 @@
+"""``artstyle predict --explain -o DIR``: Grad-CAM heatmaps over each image with the predicted
+label, a grid figure per batch, and predictions.csv. The one predict path that needs torch:
+gradients need the PyTorch model, so it runs from a checkpoint (a run directory, a
+``.safetensors`` file, or the ``.safetensors`` that ``export --with-weights`` puts beside an
+ONNX model and its card)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageDraw, ImageFont
+
+from .errors import ArtstyleError, ImageLoadError
+from .infer.predictor import DEFAULT_MODEL, Prediction, load_any
+from .preprocess import preprocess, resize_and_crop
+
+DISPLAY_SIZE = 256  # heatmaps are drawn at least this large, whatever the model's input size
+GRID_BATCH = 32
+HEAT_ALPHA = 0.45
+
+
+def resolve_explain_weights(model) -> Path:
+    """The checkpoint to explain with; an exported model needs its weights beside it."""
+    from .engine.checkpoint import resolve_weights
+
+    if model is None and not DEFAULT_MODEL.is_file():
+        raise ArtstyleError("no default model is installed; pass --model")
+    path = DEFAULT_MODEL if model is None else Path(model)
+    if path.suffix in (".onnx", ".json"):
+        weights = path.with_suffix(".safetensors")
+        if not weights.is_file():
+            which = "the installed default model ships no PyTorch weights" if model is None else (
+                f"{path.name} has no {weights.name} beside it (export with --with-weights)")
+            raise ArtstyleError(f"--explain needs the PyTorch weights: {which}; pass --model RUN_OR_CHECKPOINT")
+        verify_weights(weights)
+        return weights
+    return resolve_weights(path)
+
+
+def verify_weights(weights: Path) -> None:
+    """An exported bundle's card records the weights' sha256: refuse a damaged copy."""
+    import json
+
+    card_path = weights.with_suffix(".json")
+    expected = json.loads(card_path.read_text(encoding="utf-8")).get("weights_sha256") if card_path.is_file() else None
+    if expected and hashlib.sha256(weights.read_bytes()).hexdigest() != expected:
+        raise ArtstyleError(f"{weights}: sha256 does not match its model card; the file is damaged or was modified")
+
+
+def grad_cam(model: torch.nn.Module, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x classes, heatmaps N x h x w in [0, 1]) for the predicted classes.
+
+    Grad-CAM on the last feature map: each channel weighted by the mean gradient of the class
+    score, summed, ReLU. timm's forward_features/forward_head split gives that feature map
+    without hooks."""
+    with torch.enable_grad():
+        features = model.forward_features(batch)
+        if features.ndim != 4:
+            raise ArtstyleError("--explain needs a convolutional backbone (its features are not a 2-D map)")
+        logits = model.forward_head(features)
+        chosen = logits.argmax(1, keepdim=True)
+        (grads,) = torch.autograd.grad(logits.gather(1, chosen).sum(), features)
+    cam = torch.relu((grads.mean((2, 3), keepdim=True) * features).sum(1)).detach()
+    peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
+    return torch.softmax(logits.detach(), 1).numpy(), (cam / peak).numpy()
+
+
+def overlay(img: Image.Image, heat: np.ndarray, caption: str, crop_pct: float) -> Image.Image:
+    """The model's view of the image (same crop) with the heatmap blended on and the caption."""
+    from matplotlib import colormaps
+
+    view = resize_and_crop(img, DISPLAY_SIZE, crop_pct)
+    heat_img = Image.fromarray(np.uint8(heat * 255)).resize(view.size, Image.Resampling.BICUBIC)
+    coloured = Image.fromarray(np.uint8(colormaps["jet"](np.asarray(heat_img) / 255.0)[..., :3] * 255))
+    out = Image.blend(view, coloured, HEAT_ALPHA)
+    draw = ImageDraw.Draw(out)
+    font = ImageFont.load_default(size=max(14, DISPLAY_SIZE // 14))
+    box = draw.textbbox((6, 4), caption, font=font)
+    draw.rectangle((box[0] - 4, box[1] - 3, box[2] + 4, box[3] + 3), fill=(0, 0, 0))
+    draw.text((6, 4), caption, fill=(255, 255, 255), font=font)
+    return out
+
+
+def save_grid(images: list[tuple[str, Image.Image]], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(8, len(images))
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2.2 * cols, 2.4 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, (name, img) in zip(axes.flat, images):
+        ax.imshow(img)
+        title = Path(name.split("?")[0]).name
+        ax.set_title(title if len(title) <= 28 else title[:12] + "..." + title[-13:], fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def file_stem(source: str) -> str:
+    stem = Path(source.split("?")[0].rstrip("/")).stem or "image"
+    return re.sub(r"[^\w.-]+", "_", stem)[:60]
+
+
+def load_explainer(model_path):
+    """(PyTorch model in eval mode, ModelSpec) for Grad-CAM."""
+    from .engine.checkpoint import load_model
+
+    model, spec, _ = load_model(resolve_explain_weights(model_path))
+    return model, spec
+
+
+def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10.0, max_download: int = 20 << 20):
+    """Yield a ``Prediction`` per input, in order, while writing ``NNNNN_name.png`` heatmaps and
+    a ``grid_NNN.png`` per batch of 32 into ``out_dir``."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    draft = int(np.ceil(spec.image_size / spec.crop_pct))
+    for start in range(0, len(inputs), GRID_BATCH):
+        loaded, failed = [], {}
+        for index, source in enumerate(inputs[start:start + GRID_BATCH], start):
+            try:
+                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download)
+                loaded.append((index, str(source), img))
+            except ImageLoadError as exc:
+                failed[index] = Prediction(str(source), error=exc.reason)
+        results = explain_batch(model, spec, loaded, out_dir, start // GRID_BATCH) if loaded else {}
+        for index in range(start, min(start + GRID_BATCH, len(inputs))):
+            yield results.get(index) or failed[index]
+
+
+def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int) -> dict[int, Prediction]:
+    batch = torch.from_numpy(np.stack([preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct)
+                                       for _, _, img in loaded]))
+    probs, heats = grad_cam(model, batch)
+    results, tiles = {}, []
+    for (index, name, img), p, heat in zip(loaded, probs, heats):
+        best = int(p.argmax())
+        pred = Prediction(name, spec.classes[best], float(p[best]), dict(zip(spec.classes, map(float, p))))
+        picture = overlay(img, heat, f"{pred.label} {pred.confidence:.0%}", spec.crop_pct)
+        picture.save(out_dir / f"{index:05d}_{file_stem(name)}.png")
+        tiles.append((name, picture))
+        results[index] = pred
+    save_grid(tiles, out_dir / f"grid_{grid_number:03d}.png")
+    return results
+
+
+def explain_command(args) -> int:
+    """``artstyle predict --explain -o DIR``: heatmaps, grids and predictions.csv in DIR; the
+    chosen format on stdout; failures one line each on stderr; exit 2 if any failed."""
+    from .commands.predict import EXIT_SOME_FAILED
+    from .infer.sources import expand_inputs
+    from .infer.writers import open_writer
+
+    inputs = expand_inputs(args.inputs)
+    if not inputs:
+        raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
+    out_dir = Path(args.output)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ArtstyleError(f"{out_dir}: --explain writes into a folder, and this is a file")
+    model, spec = load_explainer(args.model)
+    fmt = args.format or ("table" if sys.stdout.isatty() else "csv")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    with open(out_dir / "predictions.csv", "w", encoding="utf-8", newline="") as csv_file:
+        writers = [open_writer("csv", csv_file, spec.classes, args.top_k),
+                   open_writer(fmt, sys.stdout, spec.classes, args.top_k)]
+        try:
+            for pred in explain(model, spec, inputs, out_dir, url_timeout=args.timeout,
+                                max_download=int(args.max_download_mb * 1024 * 1024)):
+                for writer in writers:
+                    writer.write(pred)
+                if not pred.ok:
+                    failures += 1
+                    print(f"artstyle: error: {pred.source}: {pred.error}", file=sys.stderr, flush=True)
+        finally:
+            for writer in writers:
+                writer.close()
+    print(f"artstyle: heatmaps, grids and predictions.csv written to {out_dir}", file=sys.stderr)
+    if failures:
+        print(f"artstyle: {failures} of {len(inputs)} inputs could not be classified", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0
