@@ -21,7 +21,7 @@ class TrainConfig:
     output: str = opt("runs/train", "run directory: config, history, checkpoints, plots, metrics")
     val: float = opt(0.15, "validation fraction when the data is not split yet")
     test: float = opt(0.15, "test fraction when the data is not split yet")
-    workers: int = opt(-1, "data-loader processes; -1 = min(8, cores)")
+    workers: int = opt(-1, "data-loader processes; -1 = auto (all cores up to 8 on GPU, half of them on CPU)")
     # --- model ---
     backbone: str = opt("efficientnet_lite0", "any timm name; Lite0/Lite2 have offline ImageNet weights")
     weights: str = opt("", "ImageNet weights file for other backbones (.safetensors/.pth)")

@@ -128,5 +128,10 @@ def build_loader(dataset: ImageDataset, *, batch_size: int, train: bool, workers
     )
 
 
-def default_workers(requested: int) -> int:
-    return min(8, os.cpu_count() or 1) if requested < 0 else requested
+def default_workers(requested: int, device: str = "cpu") -> int:
+    """-1 = automatic: on a GPU the loader may use every core; on a CPU the model's own
+    threads need half of them (oversubscribed OpenMP threads slow training down tenfold)."""
+    if requested >= 0:
+        return requested
+    cores = os.cpu_count() or 1
+    return min(8, cores) if str(device).startswith("cuda") else max(1, cores // 2)

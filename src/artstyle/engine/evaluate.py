@@ -101,7 +101,7 @@ def evaluate(model_or_run, data, output_dir, *, batch_size: int = 64, workers: i
     if frame.empty:
         raise ArtstyleError(f"{data}: no readable labelled images")
     dataset = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)
-    loader = build_loader(dataset, batch_size=batch_size, train=False, workers=default_workers(workers), seed=0)
+    loader = build_loader(dataset, batch_size=batch_size, train=False, workers=default_workers(workers, dev.type), seed=0)
     # channels-last: about twice as fast for these convnets, on CPU as on GPU.
     model = model.to(memory_format=torch.channels_last)
     probs = predict_probs(model, loader, dev, channels_last=True, desc="evaluate")

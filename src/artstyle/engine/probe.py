@@ -33,7 +33,7 @@ def cached_features(cfg, run_dir: Path, model, spec, frames, device) -> dict[str
     tensors = {}
     for name in ("train", "val"):
         dataset = ImageDataset(frames[name], spec.classes, create_eval_transform(spec), spec.image_size)
-        loader = build_loader(dataset, batch_size=64, train=False, workers=default_workers(cfg.workers), seed=0)
+        loader = build_loader(dataset, batch_size=64, train=False, workers=default_workers(cfg.workers, device.type), seed=0)
         tensors[f"{name}_x"], tensors[f"{name}_y"] = extract_features(model, loader, device, desc=f"features {name}")
     ckpt.atomic_write(cache, lambda tmp: save_file(tensors, tmp))
     return tensors

@@ -213,7 +213,7 @@ def restore_state(run_dir, model, optimizer, scheduler, stopper) -> tuple[int, l
 
 
 def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
-    workers = default_workers(cfg.workers)
+    workers = default_workers(cfg.workers, device.type)
     train_set = ImageDataset(frames["train"], spec.classes, create_train_transform(cfg, spec), spec.image_size)
     val_set = ImageDataset(frames["val"], spec.classes, create_eval_transform(spec), spec.image_size)
     train_loader = build_loader(train_set, batch_size=cfg.batch_size, train=True, workers=workers, seed=cfg.seed,
@@ -331,5 +331,5 @@ def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResul
 
         weights = run_dir / "weights" / ("best" if cfg.restore_best else "last")
         result.test = evaluate(weights.with_suffix(".safetensors"), run_dir / "data" / "test.csv", run_dir / "test",
-                               workers=default_workers(cfg.workers), device=str(device), quiet=True)
+                               workers=default_workers(cfg.workers, device.type), device=str(device), quiet=True)
     return result
