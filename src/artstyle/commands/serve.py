@@ -1,12 +1,71 @@
-"""`artstyle serve` (not implemented yet)."""
+"""``artstyle serve``: the classifier as an HTTP API with a web page (FastAPI on uvicorn)."""
+
+from __future__ import annotations
+
+import argparse
 
 from ..errors import ArtstyleError
 
+EPILOG = """\
+endpoints: POST /v1/predict (multipart field 'files', repeatable, or one image as the raw
+body; ?explain=true adds Grad-CAM heatmaps), GET /v1/model (the model card), GET /healthz,
+the web page at /, API docs at /docs.
 
-def register(sub):
-    p = sub.add_parser("serve", help="(not implemented yet)")
-    p.set_defaults(func=_run)
+limits: a body over --max-upload-mb gets 413, more than --max-images files 400, an image over
+--max-megapixels 422 (decompression bombs are refused from their header), a body that stalls
+past --request-timeout 408, a connection idle or sending its request head for longer than
+--idle-timeout is closed."""
 
 
-def _run(args):
-    raise ArtstyleError("'artstyle serve' is not implemented yet")
+def register(sub) -> None:
+    p = sub.add_parser(
+        "serve", help="serve the classifier over HTTP, with a web page",
+        description="Serve the classifier as a JSON API and a drag-and-drop web page.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-m", "--model", help="exported model (.onnx with its .json card); default: the shipped model")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
+    p.add_argument("--workers", type=int, default=1, help="server processes, each with the model (default 1)")
+    p.add_argument("--threads", type=int, help="decode and ONNX Runtime threads per process (default: cores / workers)")
+    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default 10 MB)")
+    p.add_argument("--max-images", type=int, default=32, help="most files in one request (default 32)")
+    p.add_argument("--max-megapixels", type=float, default=50.0, help="largest image (default 50 megapixels)")
+    p.add_argument("--request-timeout", type=float, default=30.0, help="seconds for a request to arrive and be answered (default 30)")
+    p.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a connection may idle or send its request head (default 5)")
+    p.add_argument("--max-batch", type=int, default=16, help="images per model call across concurrent requests; 1 turns batching off (default 16)")
+    p.add_argument("--max-connections", type=int, default=128, help="connections before answering 503 (default 128)")
+    p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
+    p.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
+    p.set_defaults(func=run)
+
+
+def check_args(args) -> None:
+    for name in ("workers", "threads", "max_images", "max_batch", "max_connections"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise ArtstyleError(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("max_upload_mb", "max_megapixels", "request_timeout", "idle_timeout"):
+        if getattr(args, name) <= 0:
+            raise ArtstyleError(f"--{name.replace('_', '-')} must be positive")
+    if not 0 <= args.port <= 65535:
+        raise ArtstyleError("--port must be between 0 and 65535")
+
+
+def run(args) -> int:
+    check_args(args)
+    from ..infer.predictor import cpu_count, read_card, resolve_model
+    from ..serve.server import run_server
+    from ..serve.settings import ServeSettings
+
+    # Check the model in this process too, so a bad --model is one line here, not one per worker.
+    read_card(resolve_model(args.model))
+    threads = args.threads or max(1, cpu_count() // args.workers)
+    settings = ServeSettings(
+        model=args.model, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
+        max_megapixels=args.max_megapixels, request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
+        max_batch=args.max_batch, threads=threads, max_connections=args.max_connections,
+    )
+    run_server(settings, host=args.host, port=args.port, workers=args.workers,
+               log_level=args.log_level, access_log=not args.no_access_log)
+    return 0

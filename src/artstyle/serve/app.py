@@ -1,0 +1,268 @@
+"""The FastAPI app: ``/v1/predict``, ``/v1/model``, ``/healthz``, the web page at ``/`` and the
+OpenAPI docs at ``/docs`` (served from the app itself where swagger-ui-bundle is installed).
+
+Bad input is always the client's 4xx with a JSON body ``{"error": code, "detail": sentence}``;
+one bad image among good ones is a per-image ``error`` inside a 200.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
+
+from .. import __version__
+from ..errors import ImageLoadError
+from ..infer import Classifier, load
+from ..infer.predictor import cpu_count
+from .explain import Explainer
+from .inference import Decoded, InferenceService
+from .limits import BodySizeLimit, RequestTimeout, error_body
+from .schemas import ErrorResponse, ExplainStatus, Health, ImageResult, PredictResponse
+from .settings import ServeSettings
+
+log = logging.getLogger("artstyle.serve")
+STATIC = Path(__file__).parent / "static"
+# The page loads nothing from elsewhere (users may be offline); the browser enforces it.
+PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+RAW_BODY_TYPES = ("image/", "application/octet-stream")
+# Form fields other than files are only ever a few words; anything longer is not ours.
+MAX_FIELD_BYTES = 64 * 1024
+
+ERROR_RESPONSES = {status: {"model": ErrorResponse, "description": text} for status, text in {
+    400: "malformed multipart body, or more files than the limit",
+    408: "the request body did not arrive within the request timeout",
+    413: "the request body is over the upload limit",
+    415: "a Content-Type that is neither multipart/form-data nor an image",
+    422: "no image in the request could be classified (per-image reasons in `results`)",
+}.items()}
+
+PREDICT_BODY = {"requestBody": {"required": True, "content": {
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["files"],
+        "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
+                                 "description": "one or more images (repeat the field)"}}}},
+    "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+}}}
+
+
+@dataclass
+class Upload:
+    name: str
+    data: bytes
+
+
+# ---------------------------------------------------------------------------- the app
+
+
+def create_app(settings: ServeSettings | None = None, classifier: Classifier | None = None) -> FastAPI:
+    """The app for ``settings`` (default limits, the shipped model). Loads the model now, so a
+    missing or damaged model fails here with an ``ArtstyleError`` rather than at the first request."""
+    settings = settings or ServeSettings()
+    threads = settings.threads or cpu_count()
+    classifier = classifier or load(settings.model, threads=threads, workers=threads)
+    service = InferenceService(classifier, threads=threads, max_batch=settings.max_batch,
+                               max_pixels=settings.max_pixels)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        await service.start()
+        yield
+        await service.stop()
+
+    app = FastAPI(
+        title="artstyle", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        description="Tell anime, cartoon and human (photo) images apart. The web page is at `/`.",
+    )
+    app.state.settings = settings
+    app.state.classifier = classifier
+    app.state.service = service
+    app.state.explainer = Explainer(classifier.path, threads)
+    # The last added is the outermost: the deadline covers the size check and everything inside.
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    app.add_middleware(RequestTimeout, seconds=settings.request_timeout)
+    add_error_handlers(app)
+    app.include_router(router)
+    mount_page_and_docs(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Factory for uvicorn's worker processes (``--workers N``): settings from the environment."""
+    return create_app(ServeSettings.from_env())
+
+
+def add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return JSONResponse(error_body(exc.status_code, str(exc.detail)), exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError):
+        reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        return JSONResponse(error_body(422, reasons, code="invalid_request"), 422)
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect):
+        # Nobody is left to read this; answering keeps the log free of tracebacks for it.
+        return JSONResponse(error_body(400, "client disconnected before the body arrived"), 400)
+
+
+def mount_page_and_docs(app: FastAPI) -> None:
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def page():
+        return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
+
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:  # FastAPI's own docs page, whose assets come from a CDN
+        app.add_api_route("/docs", docs_from_cdn(app), include_in_schema=False)
+        return
+    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="artstyle API",
+                                   swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+                                   swagger_css_url="/docs-assets/swagger-ui.css",
+                                   swagger_favicon_url="/docs-assets/favicon-32x32.png")
+
+
+def docs_from_cdn(app: FastAPI):
+    async def docs():
+        from fastapi.openapi.docs import get_swagger_ui_html
+
+        return get_swagger_ui_html(openapi_url=app.openapi_url, title="artstyle API")
+
+    return docs
+
+
+# ---------------------------------------------------------------------------- routes
+
+router = APIRouter()
+
+
+def get_service(request: Request) -> InferenceService:
+    return request.app.state.service
+
+
+def get_settings(request: Request) -> ServeSettings:
+    return request.app.state.settings
+
+
+def get_explainer(request: Request) -> Explainer:
+    return request.app.state.explainer
+
+
+Service = Annotated[InferenceService, Depends(get_service)]
+Settings = Annotated[ServeSettings, Depends(get_settings)]
+ExplainerDep = Annotated[Explainer, Depends(get_explainer)]
+
+
+@router.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, openapi_extra=PREDICT_BODY,
+             summary="Classify one or more images")
+async def predict(
+    request: Request, service: Service, settings: Settings, explainer: ExplainerDep,
+    explain: Annotated[bool, Query(description="add a Grad-CAM heatmap per image (needs the training extra)")] = False,
+):
+    """Images as multipart form files (field `files`, repeatable), or one image as the raw body
+    (`Content-Type: image/*` or `application/octet-stream`). One result per image, in order;
+    a bad image among good ones gets its `error` and the others their predictions."""
+    uploads = await read_uploads(request, settings)
+    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_image=explain) for u in uploads))
+    good = [d for d in decoded if isinstance(d, Decoded)]
+    probs = iter(await service.probabilities([d.array for d in good]) if good else ())
+    classes = service.classifier.classes
+    results = [result_for(u, d, next(probs), classes) if isinstance(d, Decoded) else ImageResult(name=u.name, error=d)
+               for u, d in zip(uploads, decoded)]
+    if not good:
+        detail = results[0].error if len(results) == 1 else f"none of the {len(results)} images could be classified"
+        body = ErrorResponse(error="unprocessable_image", detail=detail, results=results)
+        return JSONResponse(body.model_dump(), status_code=422)
+    status = await add_heatmaps(explainer, service, results, decoded) if explain else None
+    return PredictResponse(model=service.classifier.path.name, classes=classes, results=results, explain=status)
+
+
+@router.get("/v1/model", summary="The model card: classes, input size, preprocessing, metrics, provenance")
+async def model_card(service: Service) -> dict:
+    return service.classifier.card
+
+
+@router.get("/healthz", response_model=Health, summary="Liveness, whether the model is loaded, and the limits")
+async def healthz(service: Service, settings: Settings, explainer: ExplainerDep):
+    return Health(status="ok", model_loaded=service.worker is not None and not service.worker.done(),
+                  model=service.classifier.path.name, classes=service.classifier.classes,
+                  explain=ExplainStatus(available=explainer.available, detail=explainer.unavailable_reason),
+                  limits=settings.limits())
+
+
+# ---------------------------------------------------------------------------- predict's parts
+
+
+async def read_uploads(request: Request, settings: ServeSettings) -> list[Upload]:
+    media_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type == "multipart/form-data":
+        return await read_multipart(request, settings.max_images)
+    if media_type and not media_type.startswith(RAW_BODY_TYPES):
+        raise HTTPException(415, f"Content-Type {media_type} is not accepted: send images as multipart/form-data "
+                                 f"(field 'files') or one image as the body with an image/* Content-Type")
+    body = await request.body()
+    if not body:
+        raise HTTPException(422, "empty request body: no image to classify")
+    return [Upload("image", body)]
+
+
+async def read_multipart(request: Request, max_images: int) -> list[Upload]:
+    # Starlette stops parsing at max_files (a 400 naming the limit) before spooling any more.
+    async with request.form(max_files=max_images, max_fields=max_images, max_part_size=MAX_FIELD_BYTES) as form:
+        files = [f for f in form.getlist("files") if isinstance(f, UploadFile)]
+        if not files:
+            others = sorted({key for key, value in form.multi_items() if isinstance(value, UploadFile)})
+            hint = f" (files came in field {', '.join(others)})" if others else ""
+            raise HTTPException(422, f"no files in the multipart field 'files'{hint}")
+        return [Upload(f.filename or f"file {i + 1}", await f.read()) for i, f in enumerate(files)]
+
+
+async def decode_or_reason(service: InferenceService, upload: Upload, keep_image: bool = False) -> Decoded | str:
+    """The decoded image, or the one-line reason it is unusable."""
+    try:
+        return await service.decode(upload.data, upload.name, keep_image)
+    except ImageLoadError as exc:
+        return exc.reason
+    except Exception as exc:  # noqa: BLE001 - a crafted file can trip a decoder in ways no list foresees
+        log.exception("unexpected failure decoding %s", upload.name)
+        return f"cannot decode this image ({type(exc).__name__})"
+
+
+def result_for(upload: Upload, decoded: Decoded, probs, classes: list[str]) -> ImageResult:
+    best = int(probs.argmax())
+    return ImageResult(name=upload.name, label=classes[best], confidence=float(probs[best]),
+                       probabilities={c: float(p) for c, p in zip(classes, probs)},
+                       width=decoded.width, height=decoded.height)
+
+
+async def add_heatmaps(explainer: Explainer, service: InferenceService, results: list[ImageResult],
+                       decoded: list) -> ExplainStatus:
+    """Grad-CAM of each classified image's predicted class, run in turn with the model batches."""
+    for result, item in zip(results, decoded):
+        if explainer.available and isinstance(item, Decoded):
+            caption = f"{result.label} {result.confidence:.0%}"
+            result.heatmap_png = await service.in_model_thread(explainer.heatmap_png, item.image, item.array, caption)
+    return ExplainStatus(available=explainer.available, detail=explainer.unavailable_reason)

@@ -1,0 +1,80 @@
+"""Grad-CAM heatmaps for ``/v1/predict?explain=true``, drawn by ``artstyle.explain`` (the same
+heatmaps as ``artstyle predict --explain``).
+
+The ONNX model cannot give gradients, so explanations need the PyTorch weights exported beside
+it (``artstyle export --with-weights``) and the training extra (torch, timm). Without either the
+server still predicts and says, per response, why there is no heatmap. torch is imported on the
+first explanation, not at startup, so a server that never explains never pays for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import io
+import threading
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..errors import ArtstyleError
+
+
+class Explainer:
+    def __init__(self, onnx_path: Path, threads: int):
+        self.onnx_path = Path(onnx_path)
+        self.threads = threads
+        self.unavailable_reason = self.check_available()
+        self.model = self.spec = None
+        self.lock = threading.Lock()
+
+    @property
+    def available(self) -> bool:
+        return self.unavailable_reason is None
+
+    def check_available(self) -> str | None:
+        """Why explanations cannot work here, or None; cheap (no torch import)."""
+        missing = [m for m in ("torch", "timm", "safetensors") if importlib.util.find_spec(m) is None]
+        if missing:
+            return (f"Grad-CAM explanations need the training extra ({', '.join(missing)} not installed): "
+                    f"pip install 'artstyle[train]'")
+        weights = self.onnx_path.with_suffix(".safetensors")
+        if not weights.is_file():
+            return (f"this model was exported without its PyTorch weights ({weights.name} is missing); "
+                    f"re-export it with: artstyle export RUN -o {self.onnx_path.name} --with-weights")
+        return None
+
+    def load(self):
+        """The PyTorch model, built once; damaged weights make explanations unavailable with the
+        reason rather than failing every request."""
+        with self.lock:
+            if self.model is None and self.available:
+                try:
+                    import torch
+
+                    from ..explain import load_explainer
+
+                    torch.set_num_threads(self.threads)
+                    self.model, self.spec = load_explainer(self.onnx_path)
+                except ArtstyleError as exc:
+                    self.unavailable_reason = f"Grad-CAM unavailable: {exc}"
+            return self.model
+
+    def heatmap_png(self, image: Image.Image, array: np.ndarray, caption: str) -> str | None:
+        """Base64 PNG: the model's view of ``image`` with the Grad-CAM map of the predicted
+        class over it and ``caption``; None when explanations are unavailable."""
+        if self.load() is None:
+            return None
+        import torch
+
+        from ..explain import grad_cam, overlay
+
+        _, heats = grad_cam(self.model, torch.from_numpy(array[None]))
+        return encode_png(overlay(image, heats[0], caption, self.spec.crop_pct))
+
+
+def encode_png(image: Image.Image) -> str:
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode("ascii")

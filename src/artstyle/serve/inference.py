@@ -1,0 +1,124 @@
+"""Inference off the event loop: uploads are decoded on a thread pool sized to the cores, and
+the model runs on one thread of its own, taking every image that is waiting at that moment as
+one batch (micro-batching: no added wait when idle; under load, the images of concurrent
+requests share a model call). ONNX Runtime, Pillow and numpy release the GIL, so the event
+loop stays free to accept and parse other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import ExifTags, Image
+
+from ..images import open_image
+from ..infer import Classifier
+from ..preprocess import preprocess
+
+# EXIF orientations that turn the stored image by 90 degrees: the upright size swaps w and h.
+TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass
+class Decoded:
+    array: np.ndarray  # float32 CHW, as the model takes it
+    width: int  # upright size of the upload, as a viewer shows it
+    height: int
+    image: Image.Image | None = None  # kept only for explanations, which draw on it
+
+
+@dataclass
+class Job:
+    array: np.ndarray
+    future: asyncio.Future
+
+
+class InferenceService:
+    def __init__(self, classifier: Classifier, *, threads: int, max_batch: int, max_pixels: int):
+        self.classifier = classifier
+        self.max_batch = max(1, max_batch)
+        self.max_pixels = max_pixels
+        self.decode_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="artstyle-decode")
+        # One model call at a time: ONNX Runtime already spreads each call over the cores.
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artstyle-model")
+        self.queue: asyncio.Queue[Job] | None = None
+        self.worker: asyncio.Task | None = None
+        self.batch_sizes: list[int] = []  # recent batch sizes, for /healthz and the bench
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self.queue = asyncio.Queue()
+        self.worker = asyncio.create_task(self.run_batches(), name="artstyle-batcher")
+
+    async def stop(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            await asyncio.gather(self.worker, return_exceptions=True)
+        self.decode_pool.shutdown(wait=False, cancel_futures=True)
+        self.model_thread.shutdown(wait=False, cancel_futures=True)
+
+    # ------------------------------------------------------------------ per request
+
+    async def decode(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
+        """Raises ``ImageLoadError`` (with the reason) for anything that is not a usable image."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self.decode_pool, self.decode_sync, data, name, keep_image)
+
+    def decode_sync(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
+        clf = self.classifier
+        image = open_image(data, name=name, max_pixels=self.max_pixels, draft_size=clf.draft_size)
+        width, height = upright_size(data)
+        array = preprocess(image, clf.image_size, clf.mean, clf.std, clf.crop_pct)
+        return Decoded(array, width, height, image if keep_image else None)
+
+    async def probabilities(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
+        """One probability vector per array; the arrays join whatever batch runs next."""
+        loop = asyncio.get_running_loop()
+        jobs = [Job(a, loop.create_future()) for a in arrays]
+        for job in jobs:
+            self.queue.put_nowait(job)
+        return list(await asyncio.gather(*(job.future for job in jobs)))
+
+    async def in_model_thread(self, fn, *args):
+        """Run other model work (Grad-CAM) in turn with the batches, never beside them."""
+        return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
+
+    # ------------------------------------------------------------------ the batcher
+
+    async def run_batches(self) -> None:
+        while True:
+            jobs = await self.next_batch()
+            if not jobs:
+                continue
+            try:
+                probs = await self.in_model_thread(self.classifier.run, np.stack([j.array for j in jobs]))
+            except Exception as exc:  # noqa: BLE001 - an ORT failure answers its requests, never stops the loop
+                for job in jobs:
+                    if not job.future.done():
+                        job.future.set_exception(exc)
+                continue
+            for job, p in zip(jobs, probs):
+                if not job.future.done():  # its request may have timed out meanwhile
+                    job.future.set_result(p)
+            self.batch_sizes = (self.batch_sizes + [len(jobs)])[-1000:]
+
+    async def next_batch(self) -> list[Job]:
+        """The first waiting image and every other one already queued, up to ``max_batch``;
+        images of requests that gave up (timeout, disconnect) are dropped here."""
+        jobs = [await self.queue.get()]
+        while len(jobs) < self.max_batch and not self.queue.empty():
+            jobs.append(self.queue.get_nowait())
+        return [j for j in jobs if not j.future.cancelled()]
+
+
+def upright_size(data: bytes) -> tuple[int, int]:
+    """The size a viewer shows: the stored size, turned by the EXIF orientation (header only)."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        orientation = img.getexif().get(ExifTags.Base.Orientation)
+    return (height, width) if orientation in TRANSPOSING_ORIENTATIONS else (width, height)

@@ -1,0 +1,44 @@
+"""The JSON shapes of the API, as /docs shows them."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class ImageResult(BaseModel):
+    name: str = Field(description="the upload's file name (or 'image' for a raw body)")
+    label: str | None = Field(None, description="the most probable class; null when the image failed")
+    confidence: float | None = Field(None, description="the probability of `label`")
+    probabilities: dict[str, float] = Field(default_factory=dict, description="every class, in model order")
+    width: int | None = Field(None, description="upright width in pixels (EXIF orientation applied)")
+    height: int | None = Field(None, description="upright height in pixels")
+    error: str | None = Field(None, description="why this image could not be classified")
+    heatmap_png: str | None = Field(
+        None, description="with ?explain=true: base64 PNG of the model's view of the image under its Grad-CAM map")
+
+
+class ExplainStatus(BaseModel):
+    available: bool
+    detail: str | None = Field(None, description="why there are no heatmaps, when unavailable")
+
+
+class PredictResponse(BaseModel):
+    model: str = Field(description="the model file's name")
+    classes: list[str]
+    results: list[ImageResult] = Field(description="one per image, in upload order")
+    explain: ExplainStatus | None = Field(None, description="present when ?explain=true was asked")
+
+
+class ErrorResponse(BaseModel):
+    error: str = Field(description="a machine-readable code, e.g. payload_too_large")
+    detail: str = Field(description="what was wrong, in a sentence")
+    results: list[ImageResult] | None = Field(None, description="per-image reasons, when no image could be used")
+
+
+class Health(BaseModel):
+    status: str
+    model_loaded: bool
+    model: str
+    classes: list[str]
+    explain: ExplainStatus
+    limits: dict[str, int | float]

@@ -1,0 +1,46 @@
+"""The server's limits and options, in one place: read by the app, the uvicorn runner and the CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+
+# uvicorn's worker processes are started afresh: they get the settings from the environment.
+ENV_VAR = "ARTSTYLE_SERVE_SETTINGS"
+MB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    model: str | None = None  # exported .onnx (with its .json card); None: the shipped model
+    max_upload_mb: float = 10.0  # the whole request body, multipart framing included
+    max_images: int = 32  # files in one multipart request
+    # A 50 MP PNG decodes to 150 MB; with one decode per core that bounds decode memory.
+    max_megapixels: float = 50.0
+    request_timeout: float = 30.0  # seconds from request head to response: slow bodies get 408
+    idle_timeout: float = 5.0  # seconds a connection may sit idle or spend sending a request head
+    max_batch: int = 16  # images per model call when concurrent requests are batched; 1: no batching
+    threads: int | None = None  # decode threads and ONNX Runtime threads (default: cores / workers)
+    max_connections: int = 128  # beyond this uvicorn answers 503 rather than queueing without bound
+
+    @property
+    def max_upload_bytes(self) -> int:
+        return int(self.max_upload_mb * MB)
+
+    @property
+    def max_pixels(self) -> int:
+        return int(self.max_megapixels * 1_000_000)
+
+    def limits(self) -> dict:
+        """What a client may send, as /healthz publishes it (the page splits uploads by it)."""
+        return {"max_upload_bytes": self.max_upload_bytes, "max_images": self.max_images,
+                "max_pixels": self.max_pixels, "request_timeout_s": self.request_timeout}
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> "ServeSettings":
+        raw = os.environ.get(ENV_VAR)
+        return cls(**json.loads(raw)) if raw else cls()
