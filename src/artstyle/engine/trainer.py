@@ -327,9 +327,23 @@ def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResul
         raise ArtstyleError(f"unknown mode '{cfg.mode}' (choose finetune or probe)")
     result = TrainResult(run_dir, best=best)
     if info.is_main and len(frames["test"]):
-        from .evaluate import evaluate
-
-        weights = run_dir / "weights" / ("best" if cfg.restore_best else "last")
-        result.test = evaluate(weights.with_suffix(".safetensors"), run_dir / "data" / "test.csv", run_dir / "test",
-                               workers=default_workers(cfg.workers, device.type), device=str(device), quiet=True)
+        result.test = evaluate_test_split(cfg, run_dir, frames, device)
     return result
+
+
+def data_summary(frames: dict[str, pd.DataFrame]) -> dict:
+    return {name: {str(k): int(v) for k, v in f["label"].value_counts().sort_index().items()}
+            for name, f in frames.items()}
+
+
+def evaluate_test_split(cfg: TrainConfig, run_dir: Path, frames, device: torch.device) -> dict:
+    """Evaluate the final weights on the held-out test split and record the result, with the
+    data it was trained on, in the checkpoint's metadata (exported model cards carry both)."""
+    from .evaluate import evaluate
+
+    weights = (run_dir / "weights" / ("best" if cfg.restore_best else "last")).with_suffix(".safetensors")
+    metrics = evaluate(weights, run_dir / "data" / "test.csv", run_dir / "test",
+                       workers=default_workers(cfg.workers, device.type), device=str(device), quiet=True)
+    ckpt.update_meta(weights, test_metrics={k: metrics[k] for k in ("n", "accuracy", "macro_f1", "ece", "per_class")},
+                     data_summary=data_summary(frames))
+    return metrics
