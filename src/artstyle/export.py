@@ -230,6 +230,7 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
             "normalize": "(x / 255 - mean) / std",
         },
         "metrics": meta.get("metrics") or {},
+        "test_metrics": meta.get("test_metrics") or {},
         "training": training,
         "source_checkpoint": str(weights),
         "onnx_sha256": sha256_file(onnx_path),
