@@ -86,6 +86,7 @@ def test_healthz_reports_model_limits_and_explain(client):
     assert health["limits"] == {"max_upload_bytes": 10 * MB, "max_images": 32, "max_pixels": 50_000_000,
                                 "request_timeout_s": 30.0}
     assert health["explain"] == {"available": True, "detail": None}  # torch here, weights beside the model
+    assert health["batching"]["max_batch"] == 4
 
 
 def test_model_card(client, exported):
@@ -382,7 +383,7 @@ def test_50mb_upload_is_refused_without_being_buffered(server, exported):
     start = time.monotonic()
     big = httpx.post(server.url + "/v1/predict", content=b"\0" * (50 * MB), headers={"Content-Type": "image/png"},
                      timeout=30)
-    assert_error(big, 413, "payload_too_large", "52,428,800 bytes")
+    assert_error(big, 413, "payload_too_large", "(52,428,800 bytes): the limit is 10,485,760 bytes")
     assert time.monotonic() - start < 10
     # Chunked, so no Content-Length to refuse by: the server counts and answers at the cap,
     # while the client is still sending.

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ArtstyleError
+from ..serve.settings import ServeSettings
+
+DEFAULTS = ServeSettings()
 
 EPILOG = """\
 endpoints: POST /v1/predict (multipart field 'files', repeatable, or one image as the raw
@@ -28,13 +31,21 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with the model (default 1)")
     p.add_argument("--threads", type=int, help="decode and ONNX Runtime threads per process (default: cores / workers)")
-    p.add_argument("--max-upload-mb", type=float, default=10.0, help="largest request body (default 10 MB)")
-    p.add_argument("--max-images", type=int, default=32, help="most files in one request (default 32)")
-    p.add_argument("--max-megapixels", type=float, default=50.0, help="largest image (default 50 megapixels)")
-    p.add_argument("--request-timeout", type=float, default=30.0, help="seconds for a request to arrive and be answered (default 30)")
-    p.add_argument("--idle-timeout", type=float, default=5.0, help="seconds a connection may idle or send its request head (default 5)")
-    p.add_argument("--max-batch", type=int, default=16, help="images per model call across concurrent requests; 1 turns batching off (default 16)")
-    p.add_argument("--max-connections", type=int, default=128, help="connections before answering 503 (default 128)")
+    p.add_argument("--max-upload-mb", type=float, default=DEFAULTS.max_upload_mb,
+                   help=f"largest request body (default {DEFAULTS.max_upload_mb:g} MB)")
+    p.add_argument("--max-images", type=int, default=DEFAULTS.max_images,
+                   help=f"most files in one request (default {DEFAULTS.max_images})")
+    p.add_argument("--max-megapixels", type=float, default=DEFAULTS.max_megapixels,
+                   help=f"largest image (default {DEFAULTS.max_megapixels:g} megapixels)")
+    p.add_argument("--request-timeout", type=float, default=DEFAULTS.request_timeout,
+                   help=f"seconds for a request to arrive and be answered (default {DEFAULTS.request_timeout:g})")
+    p.add_argument("--idle-timeout", type=float, default=DEFAULTS.idle_timeout,
+                   help=f"seconds a connection may idle or take to send its request head (default {DEFAULTS.idle_timeout:g})")
+    p.add_argument("--max-batch", type=int, default=DEFAULTS.max_batch,
+                   help=f"images per model call across concurrent requests; 1 turns micro-batching off "
+                        f"(default {DEFAULTS.max_batch})")
+    p.add_argument("--max-connections", type=int, default=DEFAULTS.max_connections,
+                   help=f"open connections before answering 503 (default {DEFAULTS.max_connections})")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     p.set_defaults(func=run)
@@ -56,7 +67,6 @@ def run(args) -> int:
     check_args(args)
     from ..infer.predictor import cpu_count, read_card, resolve_model
     from ..serve.server import run_server
-    from ..serve.settings import ServeSettings
 
     # Check the model in this process too, so a bad --model is one line here, not one per worker.
     read_card(resolve_model(args.model))

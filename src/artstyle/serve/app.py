@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
@@ -28,7 +29,7 @@ from ..infer import Classifier, load
 from ..infer.predictor import cpu_count
 from .explain import Explainer
 from .inference import Decoded, InferenceService
-from .limits import BodySizeLimit, RequestTimeout, error_body
+from .limits import DeclaredSizeLimit, RequestTimeout, error_body, too_large_detail
 from .schemas import ErrorResponse, ExplainStatus, Health, ImageResult, PredictResponse
 from .settings import ServeSettings
 
@@ -83,20 +84,25 @@ def create_app(settings: ServeSettings | None = None, classifier: Classifier | N
         yield
         await service.stop()
 
+    swagger_assets = local_swagger_ui()
     app = FastAPI(
-        title="artstyle", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
+        title="artstyle", version=__version__, lifespan=lifespan, redoc_url=None,
         description="Tell anime, cartoon and human (photo) images apart. The web page is at `/`.",
+        docs_url=None if swagger_assets else "/docs",  # FastAPI's own page loads its assets from a CDN
     )
     app.state.settings = settings
-    app.state.classifier = classifier
     app.state.service = service
     app.state.explainer = Explainer(classifier.path, threads)
-    # The last added is the outermost: the deadline covers the size check and everything inside.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes)
+    # The last added is the outermost: the deadline covers everything, the size check included.
+    app.add_middleware(DeclaredSizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout)
     add_error_handlers(app)
-    app.include_router(router)
-    mount_page_and_docs(app)
+    # On the routes, not the app: FastAPI's app-wide limit would turn DeclaredSizeLimit's JSON
+    # answer into plain text.
+    app.include_router(router, max_body_size=settings.max_upload_bytes)
+    mount_page(app)
+    if swagger_assets:
+        mount_offline_docs(app, swagger_assets)
     return app
 
 
@@ -108,7 +114,10 @@ def app_from_env() -> FastAPI:
 def add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException):
-        return JSONResponse(error_body(exc.status_code, str(exc.detail)), exc.status_code, headers=exc.headers)
+        detail = str(exc.detail)
+        if exc.status_code == 413:  # FastAPI's body limit says only "Content Too Large"
+            detail = too_large_detail(request.app.state.settings.max_upload_bytes)
+        return JSONResponse(error_body(exc.status_code, detail), exc.status_code, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError):
@@ -121,37 +130,35 @@ def add_error_handlers(app: FastAPI) -> None:
         return JSONResponse(error_body(400, "client disconnected before the body arrived"), 400)
 
 
-def mount_page_and_docs(app: FastAPI) -> None:
+def mount_page(app: FastAPI) -> None:
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", headers={"Content-Security-Policy": PAGE_CSP})
 
+
+def local_swagger_ui() -> Path | None:
+    """Swagger UI 5 from the swagger-ui-bundle-v2 package, when installed (4, from the older
+    swagger-ui-bundle, cannot render FastAPI's OpenAPI 3.1)."""
     try:
         from swagger_ui_bundle import swagger_ui_path
-    except ImportError:  # FastAPI's own docs page, whose assets come from a CDN
-        app.add_api_route("/docs", docs_from_cdn(app), include_in_schema=False)
-        return
-    app.mount("/docs-assets", StaticFiles(directory=swagger_ui_path), name="docs-assets")
+    except ImportError:
+        return None
+    path = Path(swagger_ui_path)
+    return None if path.name.startswith(("swagger-ui-2", "swagger-ui-3", "swagger-ui-4")) else path
+
+
+def mount_offline_docs(app: FastAPI, assets: Path) -> None:
+    """/docs with Swagger UI served by the app itself, as the page is: users may be offline."""
+    app.mount("/docs-assets", StaticFiles(directory=assets), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
     async def docs():
-        from fastapi.openapi.docs import get_swagger_ui_html
-
         return get_swagger_ui_html(openapi_url=app.openapi_url, title="artstyle API",
                                    swagger_js_url="/docs-assets/swagger-ui-bundle.js",
                                    swagger_css_url="/docs-assets/swagger-ui.css",
                                    swagger_favicon_url="/docs-assets/favicon-32x32.png")
-
-
-def docs_from_cdn(app: FastAPI):
-    async def docs():
-        from fastapi.openapi.docs import get_swagger_ui_html
-
-        return get_swagger_ui_html(openapi_url=app.openapi_url, title="artstyle API")
-
-    return docs
 
 
 # ---------------------------------------------------------------------------- routes
@@ -186,18 +193,14 @@ async def predict(
     (`Content-Type: image/*` or `application/octet-stream`). One result per image, in order;
     a bad image among good ones gets its `error` and the others their predictions."""
     uploads = await read_uploads(request, settings)
-    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_image=explain) for u in uploads))
-    good = [d for d in decoded if isinstance(d, Decoded)]
-    probs = iter(await service.probabilities([d.array for d in good]) if good else ())
-    classes = service.classifier.classes
-    results = [result_for(u, d, next(probs), classes) if isinstance(d, Decoded) else ImageResult(name=u.name, error=d)
-               for u, d in zip(uploads, decoded)]
-    if not good:
+    results, decoded = await classify(service, uploads, keep_images=explain)
+    if all(r.error for r in results):
         detail = results[0].error if len(results) == 1 else f"none of the {len(results)} images could be classified"
         body = ErrorResponse(error="unprocessable_image", detail=detail, results=results)
         return JSONResponse(body.model_dump(), status_code=422)
     status = await add_heatmaps(explainer, service, results, decoded) if explain else None
-    return PredictResponse(model=service.classifier.path.name, classes=classes, results=results, explain=status)
+    classifier = service.classifier
+    return PredictResponse(model=classifier.path.name, classes=classifier.classes, results=results, explain=status)
 
 
 @router.get("/v1/model", summary="The model card: classes, input size, preprocessing, metrics, provenance")
@@ -210,7 +213,7 @@ async def healthz(service: Service, settings: Settings, explainer: ExplainerDep)
     return Health(status="ok", model_loaded=service.worker is not None and not service.worker.done(),
                   model=service.classifier.path.name, classes=service.classifier.classes,
                   explain=ExplainStatus(available=explainer.available, detail=explainer.unavailable_reason),
-                  limits=settings.limits())
+                  limits=settings.limits(), batching=service.batching())
 
 
 # ---------------------------------------------------------------------------- predict's parts
@@ -238,6 +241,18 @@ async def read_multipart(request: Request, max_images: int) -> list[Upload]:
             hint = f" (files came in field {', '.join(others)})" if others else ""
             raise HTTPException(422, f"no files in the multipart field 'files'{hint}")
         return [Upload(f.filename or f"file {i + 1}", await f.read()) for i, f in enumerate(files)]
+
+
+async def classify(service: InferenceService, uploads: list[Upload],
+                   keep_images: bool = False) -> tuple[list[ImageResult], list[Decoded | str]]:
+    """Every upload decoded at once on the pool, then their model pass, which joins whatever
+    batch runs next. Unusable images get their reason instead."""
+    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_images) for u in uploads))
+    probs = iter(await service.probabilities([d.array for d in decoded if isinstance(d, Decoded)]))
+    classes = service.classifier.classes
+    results = [result_for(u, d, next(probs), classes) if isinstance(d, Decoded) else ImageResult(name=u.name, error=d)
+               for u, d in zip(uploads, decoded)]
+    return results, decoded
 
 
 async def decode_or_reason(service: InferenceService, upload: Upload, keep_image: bool = False) -> Decoded | str:

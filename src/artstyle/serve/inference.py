@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -47,7 +48,7 @@ class InferenceService:
         self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artstyle-model")
         self.queue: asyncio.Queue[Job] | None = None
         self.worker: asyncio.Task | None = None
-        self.batch_sizes: list[int] = []  # recent batch sizes, for /healthz and the bench
+        self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent model calls' sizes, for /healthz
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -84,6 +85,11 @@ class InferenceService:
             self.queue.put_nowait(job)
         return list(await asyncio.gather(*(job.future for job in jobs)))
 
+    def batching(self) -> dict:
+        """Whether micro-batching happens: the mean size of the recent model calls."""
+        recent = list(self.batch_sizes)
+        return {"max_batch": self.max_batch, "recent_mean_batch": round(sum(recent) / len(recent), 2) if recent else 0}
+
     async def in_model_thread(self, fn, *args):
         """Run other model work (Grad-CAM) in turn with the batches, never beside them."""
         return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
@@ -105,7 +111,7 @@ class InferenceService:
             for job, p in zip(jobs, probs):
                 if not job.future.done():  # its request may have timed out meanwhile
                     job.future.set_result(p)
-            self.batch_sizes = (self.batch_sizes + [len(jobs)])[-1000:]
+            self.batch_sizes.append(len(jobs))
 
     async def next_batch(self) -> list[Job]:
         """The first waiting image and every other one already queued, up to ``max_batch``;

@@ -42,3 +42,4 @@ class Health(BaseModel):
     classes: list[str]
     explain: ExplainStatus
     limits: dict[str, int | float]
+    batching: dict[str, int | float] = Field(description="max_batch and the mean size of recent model calls")
