@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
 # Everything the test suite needs on a fresh machine, then the whole suite.
-# torch/torchvision come from the wheels on this machine's disk (pip on Python 3.11 finds them).
+# torch/torchvision come from the wheels on this machine's disk (pip on Python 3.11 finds them);
+# the browser test drives Debian's Chromium (playwright cannot download browsers here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v chromium >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 python -m pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[all]"
 exec python -m pytest "$@"
