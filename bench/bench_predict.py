@@ -2,7 +2,9 @@
 
     python bench/bench_predict.py [--images 2000] [--model M.onnx] [--data ../shared/data/artstyle-v1]
 
-Compares, on the same images and in one process run (so all figures share the machine's load):
+Compares, on the same images in one run: the images are cut into --rounds chunks and every path
+runs on each chunk in turn (rotating the order), so all figures share the machine's load even
+when other work comes and goes. The paths:
   - `artstyle predict DIR` as a user runs it (subprocess: start, model load, decode, inference, CSV)
   - the naive path: the same model as a timm module in eager PyTorch, full PIL decode, batch 32
   - anime-or-not (PyPI): its ONNX model with its own torchvision transforms, one session, batch
@@ -48,20 +50,21 @@ def machine() -> dict:
             "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
-def pick_images(data: Path, count: int, folder: Path) -> list[Path]:
-    """``count`` images spread evenly over the sorted dataset (every class), linked into one folder."""
+def pick_images(data: Path, count: int) -> list[Path]:
+    """``count`` images spread evenly over the sorted dataset, so every class and source is in."""
     from artstyle.infer.sources import images_in_folder
 
     every = images_in_folder(str(data))
     if len(every) < count:
         sys.exit(f"{data} has {len(every)} images, fewer than {count}")
-    chosen = [Path(every[int(i * len(every) / count)]) for i in range(count)]
+    return [Path(every[int(i * len(every) / count)]) for i in range(count)]
+
+
+def link_chunk(files: list[Path], folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    for i, path in enumerate(chosen):
-        link = folder / f"{i:05d}_{path.name}"
-        if not link.exists():
-            os.symlink(path, link)
-    return sorted(folder.iterdir())
+    for f in files:
+        os.symlink(f.resolve(), folder / f.name)  # `artstyle predict DIR` sees exactly this chunk
+    return folder
 
 
 def bench_model(explicit: str | None) -> tuple[Path, Path, str]:
@@ -97,17 +100,36 @@ def batches(items, size=BATCH):
         yield items[i:i + size]
 
 
-def run_cli_predict(onnx: Path, folder: Path, count: int, out: Path) -> float:
-    cmd = [sys.executable, "-m", "artstyle", "predict", str(folder), "--model", str(onnx),
-           "--format", "csv", "-o", str(out), "--no-progress"]
-    seconds = timed(lambda: subprocess.run(cmd, check=True))
-    rows = out.read_text().count("\n") - 1
-    assert rows == count, f"expected {count} rows, got {rows}"
-    return seconds
+def cli_runner(onnx: Path):
+    """`artstyle predict DIR` as a user runs it: a new process per call, CSV written to a file."""
+    def run(files: list[Path], folder: Path) -> float:
+        out = folder.with_suffix(".csv")
+        cmd = [sys.executable, "-m", "artstyle", "predict", str(folder), "--model", str(onnx),
+               "--format", "csv", "-o", str(out), "--no-progress"]
+        seconds = timed(lambda: subprocess.run(cmd, check=True))
+        rows = out.read_text().count("\n") - 1
+        assert rows == len(files), f"expected {len(files)} rows, got {rows}"
+        return seconds
+    return run
 
 
-def run_naive_torch(checkpoint: Path, files: list[Path]) -> float:
-    """What a first script does: timm model in eager PyTorch, every image fully decoded."""
+def predictor_runner(clf):
+    return lambda files, folder: timed(lambda: sum(1 for _ in clf.predict_iter(files)))
+
+
+def model_only_runner(clf, sample: list[Path]):
+    """ONNX Runtime alone on already preprocessed batches, as many images as the chunk."""
+    arrays = np.stack([clf.to_array(f) for f in sample[:BATCH]])
+    clf.run(arrays)  # warm-up
+
+    def run(files, folder):
+        calls = max(1, round(len(files) / BATCH))
+        return timed(lambda: [clf.run(arrays) for _ in range(calls)]) * len(files) / (calls * BATCH)
+    return run
+
+
+def naive_runner(checkpoint: Path):
+    """What a first script does: the timm model in eager PyTorch, every image fully decoded."""
     import torch
 
     from artstyle.engine.checkpoint import load_model
@@ -116,13 +138,15 @@ def run_naive_torch(checkpoint: Path, files: list[Path]) -> float:
 
     model, spec, _ = load_model(checkpoint)
 
-    def go():
-        with torch.inference_mode():
-            for chunk in batches(files):
-                x = np.stack([preprocess(open_image(f), spec.image_size, spec.mean, spec.std, spec.crop_pct) for f in chunk])
-                torch.softmax(model(torch.from_numpy(x)), 1).numpy()
-
-    return timed(go)
+    def run(files, folder):
+        def go():
+            with torch.inference_mode():
+                for chunk in batches(files):
+                    x = np.stack([preprocess(open_image(f), spec.image_size, spec.mean, spec.std, spec.crop_pct)
+                                  for f in chunk])
+                    torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+        return timed(go)
+    return run
 
 
 def anime_or_not_model():
@@ -133,7 +157,7 @@ def anime_or_not_model():
     return Path(anime_or_not.__file__).parent / "anime_or_not_model.onnx"
 
 
-def run_anime_or_not_batched(model_path: Path, files: list[Path]) -> float:
+def anime_or_not_batched_runner(model_path: Path):
     """anime-or-not's model and transforms, used well: one session, batches of 32."""
     import onnxruntime as ort
     import torchvision.transforms as T
@@ -143,33 +167,26 @@ def run_anime_or_not_batched(model_path: Path, files: list[Path]) -> float:
     name = session.get_inputs()[0].name
     transform = T.Compose([T.Resize((224, 224)), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 
-    def go():
-        for chunk in batches(files):
-            x = np.stack([transform(Image.open(f).convert("RGB")).numpy() for f in chunk])
-            session.run(None, {name: x})
+    def run(files, folder):
+        def go():
+            for chunk in batches(files):
+                x = np.stack([transform(Image.open(f).convert("RGB")).numpy() for f in chunk])
+                session.run(None, {name: x})
+        return timed(go)
+    return run
 
-    return timed(go)
 
-
-def run_anime_or_not_published(files: list[Path], limit: int = 40) -> tuple[float, int, int]:
-    """``anime_or_not.predict_image`` as published (a new ONNX session per call). Returns
-    (seconds, images run, images of the set it accepts)."""
-    from PIL import Image
+def anime_or_not_published_runner(accepted: list[Path], per_round: int):
+    """``anime_or_not.predict_image`` as published: a new ONNX session per call, and only images
+    larger than 224 px (it asserts so), hence a few accepted images per round."""
     from anime_or_not import predict_image
 
-    accepted = [f for f in files if min(Image.open(f).size) > 224]
-    sample = accepted[:limit]
-    return timed(lambda: [predict_image(str(f)) for f in sample]), len(sample), len(accepted)
+    queue = iter(accepted)
 
-
-def run_ort_model_only(clf, files: list[Path], count: int) -> float:
-    arrays = np.stack([clf.to_array(f) for f in files[:BATCH]])
-    clf.run(arrays)  # warm-up
-    return timed(lambda: [clf.run(arrays) for _ in range(count // BATCH)]) * count / (count // BATCH * BATCH)
-
-
-def run_predictor_in_process(clf, files: list[Path]) -> float:
-    return timed(lambda: sum(1 for _ in clf.predict_iter(files)))
+    def run(files, folder):
+        sample = [f for _, f in zip(range(per_round), queue)]
+        return timed(lambda: [predict_image(str(f)) for f in sample]), len(sample)
+    return run
 
 
 def cold_start(onnx: Path | None, image: Path, repeats: int = 5) -> list[float]:
@@ -177,9 +194,34 @@ def cold_start(onnx: Path | None, image: Path, repeats: int = 5) -> list[float]:
     return [timed(lambda: subprocess.run(cmd, check=True, capture_output=True)) for _ in range(repeats)]
 
 
+PREDICT_ONLY = """
+import argparse, sys
+from artstyle.commands import predict
+parser = argparse.ArgumentParser(prog="artstyle")
+predict.register(parser.add_subparsers(dest="command", required=True))
+args = parser.parse_args(sys.argv[1:])
+sys.exit(args.func(args))
+"""
+
+
+def cold_start_predict_path_only(onnx: Path, image: Path, repeats: int = 5) -> list[float]:
+    """The same answer with only the predict command registered: what cold start is when no
+    other command's parser set-up imports heavy modules."""
+    cmd = [sys.executable, "-c", PREDICT_ONLY, "predict", str(image), "--model", str(onnx)]
+    return [timed(lambda: subprocess.run(cmd, check=True, capture_output=True)) for _ in range(repeats)]
+
+
+def parser_build_times(repeats: int = 3) -> list[float]:
+    """Process start + building the CLI parser alone: the share of cold start before any model work."""
+    cmd = [sys.executable, "-c", "from artstyle.cli import build_parser; build_parser()"]
+    return [timed(lambda: subprocess.run(cmd, check=True)) for _ in range(repeats)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000)
+    parser.add_argument("--rounds", type=int, default=2,
+                        help="chunks of the images; every path runs on each chunk in turn, so all see the same load")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
     parser.add_argument("--model", help="an exported .onnx (default: the shipped model, else a fresh Lite0 at 224)")
     args = parser.parse_args()
@@ -187,43 +229,63 @@ def main() -> None:
     import artstyle
     from artstyle.infer.predictor import DEFAULT_MODEL
 
-    info = {"machine": machine(), "images": args.images, "data": str(args.data), "batch": BATCH}
+    info = {"machine": machine(), "images": args.images, "rounds": args.rounds, "data": str(args.data), "batch": BATCH}
     onnx, checkpoint, description = bench_model(args.model)
     clf = artstyle.load(onnx)
     info["model"] = {"description": description, "image_size": clf.image_size, "arch": clf.card.get("arch"),
-                     "onnx_sha256": clf.card["onnx_sha256"], "threads": clf.session.get_session_options().intra_op_num_threads,
+                     "onnx_sha256": clf.card["onnx_sha256"],
+                     "ort_intra_op_threads": clf.session.get_session_options().intra_op_num_threads,
                      "decode_workers": clf.workers}
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
-    files = pick_images(Path(args.data), args.images, work / "images")
+    files = pick_images(Path(args.data), args.images)
     n = len(files)
-    print(f"{n} images, model: {description} ({clf.image_size}px), {info['machine']['nproc']} CPUs "
-          f"({info['machine']['cpu']}), load {info['machine']['load_average_at_start']}", flush=True)
+    chunks = [files[i::args.rounds] for i in range(args.rounds)]
+    folders = [link_chunk(chunk, work / f"chunk{i}") for i, chunk in enumerate(chunks)]
+    print(f"{n} images in {args.rounds} rounds, model: {description} ({clf.image_size}px), "
+          f"{info['machine']['nproc']} CPUs ({info['machine']['cpu']}), load {info['machine']['load_average_at_start']}",
+          flush=True)
 
-    rows = {}
-
-    def record(key, label, seconds, count=n, note=""):
-        rows[key] = {"what": label, "images": count, "seconds": round(seconds, 2),
-                     "images_per_s": round(count / seconds, 1), "note": note}
-        print(f"  {label}: {count / seconds:.1f} img/s ({seconds:.1f}s)", flush=True)
-
-    record("artstyle_predict_cli", "`artstyle predict DIR` (process start to CSV written)",
-           run_cli_predict(onnx, work / "images", n, work / "out.csv"))
-    record("predictor_in_process", "predictor end-to-end, in process (decode + inference)", run_predictor_in_process(clf, files))
-    record("ort_model_only", f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px", run_ort_model_only(clf, files, n))
+    runners = {
+        "artstyle_predict_cli": ("`artstyle predict DIR` (process start to CSV written)", cli_runner(onnx)),
+        "predictor_in_process": ("predictor end-to-end, in process (decode + inference)", predictor_runner(clf)),
+        "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px", model_only_runner(clf, files)),
+        "naive_torch": (f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", naive_runner(checkpoint)),
+    }
     aon = anime_or_not_model()
+    notes = {}
     if aon:
-        record("anime_or_not_batched", "anime-or-not model, one session, batch 32 (its transforms)",
-               run_anime_or_not_batched(aon, files))
-        seconds, ran, accepted = run_anime_or_not_published(files)
-        record("anime_or_not_published", "anime-or-not `predict_image()` as published", seconds, ran,
-               f"a new session per call; accepts only images > 224 px: {accepted} of {n}")
+        from PIL import Image
+
+        runners["anime_or_not_batched"] = ("anime-or-not model, one session, batch 32 (its transforms)",
+                                           anime_or_not_batched_runner(aon))
+        accepted = [f for f in files if min(Image.open(f).size) > 224]
+        runners["anime_or_not_published"] = ("anime-or-not `predict_image()` as published",
+                                             anime_or_not_published_runner(accepted, 10))
+        notes["anime_or_not_published"] = f"a new session per call; accepts only images > 224 px: {len(accepted)} of {n}"
     else:
         info["anime_or_not"] = "not installed (pip install anime-or-not)"
-    record("naive_torch", f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", run_naive_torch(checkpoint, files))
+
+    totals = {key: [0.0, 0] for key in runners}
+    for r, (chunk, folder) in enumerate(zip(chunks, folders)):
+        keys = list(runners)
+        keys = keys[r % len(keys):] + keys[:r % len(keys)]  # rotate, so no path always runs first
+        for key in keys:
+            result = runners[key][1](chunk, folder)
+            seconds, count = result if isinstance(result, tuple) else (result, len(chunk))
+            totals[key][0] += seconds
+            totals[key][1] += count
+        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
+            f"{k} {totals[k][1] / totals[k][0]:.1f}" for k in runners), flush=True)
+
+    rows = {key: {"what": runners[key][0], "images": count, "seconds": round(seconds, 2),
+                  "images_per_s": round(count / seconds, 1), "note": notes.get(key, "")}
+            for key, (seconds, count) in totals.items()}
 
     cold = cold_start(onnx, files[0])
     cold_default = cold_start(None, files[0]) if onnx == DEFAULT_MODEL else None
-    info["cold_start_s"] = {"model_given": [round(t, 3) for t in cold], "median": round(statistics.median(cold), 3)}
+    info["cold_start_s"] = {"model_given": [round(t, 3) for t in cold], "median": round(statistics.median(cold), 3),
+                            "of_which_start_and_cli_parser_median": round(statistics.median(parser_build_times()), 3),
+                            "predict_command_only_median": round(statistics.median(cold_start_predict_path_only(onnx, files[0])), 3)}
     if cold_default:
         info["cold_start_s"]["default_model_median"] = round(statistics.median(cold_default), 3)
 
@@ -231,10 +293,12 @@ def main() -> None:
     ratios = {
         "cli_vs_naive": round(cli / rows["naive_torch"]["images_per_s"], 2),
         "e2e_over_model_only": round(rows["predictor_in_process"]["images_per_s"] / rows["ort_model_only"]["images_per_s"], 3),
+        "cli_over_model_only": round(cli / rows["ort_model_only"]["images_per_s"], 3),
     }
     if aon:
         ratios["cli_vs_anime_or_not_batched"] = round(cli / rows["anime_or_not_batched"]["images_per_s"], 2)
         ratios["cli_vs_anime_or_not_published"] = round(cli / rows["anime_or_not_published"]["images_per_s"], 2)
+    info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     info.update(results=rows, ratios=ratios)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(info, indent=2) + "\n")
@@ -243,14 +307,17 @@ def main() -> None:
 
 def print_table(info: dict) -> None:
     m = info["machine"]
-    print(f"\n{info['images']} images from artstyle-v1; model: {info['model']['description']}, "
-          f"{info['model']['image_size']} px; {m['nproc']} CPUs ({m['cpu']}), load average at start {m['load_average_at_start']}\n")
+    print(f"\n{info['images']} images from artstyle-v1 in {info['rounds']} interleaved rounds; model: {info['model']['description']}, "
+          f"{info['model']['image_size']} px; {m['nproc']} CPUs ({m['cpu']}), load average at start {m['load_average_at_start']}, "
+          f"at end {info['load_average_at_end']}\n")
     print("| path | images | seconds | images/s |\n|---|---:|---:|---:|")
     for row in info["results"].values():
         note = f" ({row['note']})" if row["note"] else ""
         print(f"| {row['what']}{note} | {row['images']} | {row['seconds']} | {row['images_per_s']} |")
     cold = info["cold_start_s"]
-    print(f"\ncold start `artstyle predict one.jpg`: median {cold['median']} s of {cold['model_given']}"
+    print(f"\ncold start `artstyle predict one.jpg`: median {cold['median']} s of {cold['model_given']} "
+          f"(python start + building the full CLI parser alone: {cold['of_which_start_and_cli_parser_median']} s; "
+          f"with only the predict command registered: {cold['predict_command_only_median']} s)"
           + (f"; with the default model {cold['default_model_median']} s" if "default_model_median" in cold else ""))
     print("ratios: " + ", ".join(f"{k} = {v}" for k, v in info["ratios"].items()))
 

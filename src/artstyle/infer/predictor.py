@@ -161,7 +161,12 @@ class Classifier:
 
     def to_array(self, source, name: str | None = None) -> np.ndarray:
         """One input, decoded and preprocessed exactly as at export: float32 CHW."""
-        return preprocess(self.load_image(source, name), self.image_size, self.mean, self.std, self.crop_pct)
+        img = self.load_image(source, name)
+        try:
+            return preprocess(img, self.image_size, self.mean, self.std, self.crop_pct)
+        except (MemoryError, ValueError) as exc:
+            # e.g. an absurd aspect ratio: one input must not end a run of thousands.
+            raise ImageLoadError(name or str(source), f"cannot preprocess ({type(exc).__name__}: {exc})") from None
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed NCHW float32 batch."""
