@@ -69,7 +69,8 @@ def exported_model(tmp_path_factory) -> ExportedModel:
         root = tmp_path_factory.mktemp("exported")
         model, spec = create_model("efficientnet_lite0", CLASSES, image_size=IMAGE_SIZE)
         save_model(root / "run" / "weights" / "best", model, spec, metrics={"val_acc": 0.5}, epoch=1,
-                   config={"data": "/nowhere"}, data_summary={"train": {"anime": 2}})
+                   config={"data": "/nowhere"}, data_summary={"train": {"anime": 2}},
+                   test_metrics={"accuracy": 0.4})
         images = make_images(root / "images") + real_images()
         card = export_onnx(root / "run", root / "model" / "model.onnx", parity_images=images, with_weights=True)
         _cache["model"] = ExportedModel(root / "run", root / "model" / "model.onnx", card, images)

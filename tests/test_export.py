@@ -46,7 +46,7 @@ def test_card_records_model_preprocessing_and_provenance(exported):
     assert card["mean"] == [0.5, 0.5, 0.5] and card["std"] == [0.5, 0.5, 0.5] and card["crop_pct"] == 1.0
     assert card["backbone"] == "efficientnet_lite0" and card["arch"] == "tf_efficientnet_lite0"
     assert card["init"].startswith("imagenet")
-    assert card["metrics"] == {"val_acc": 0.5}
+    assert card["metrics"] == {"val_acc": 0.5} and card["test_metrics"] == {"accuracy": 0.4}
     assert card["training"]["data_summary"] == {"train": {"anime": 2}} and card["training"]["epoch"] == 1
     assert card["artstyle_version"] == __version__
     assert card["onnx_sha256"] == hashlib.sha256(exported.onnx.read_bytes()).hexdigest()

@@ -229,7 +229,8 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
             "resize": f"short side to image_size / crop_pct, bilinear, centre crop image_size",
             "normalize": "(x / 255 - mean) / std",
         },
-        "metrics": meta.get("metrics") or {},
+        "metrics": meta.get("metrics") or {},  # validation, at the checkpoint's epoch
+        "test_metrics": meta.get("test_metrics") or {},  # held-out test split, when training evaluated it
         "test_metrics": meta.get("test_metrics") or {},
         "training": training,
         "source_checkpoint": str(weights),
