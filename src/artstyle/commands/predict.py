@@ -25,7 +25,8 @@ path, label, confidence, p_<class> for every class and error (empty when fine).
 
 exit status: 0 every input was classified; 2 some inputs failed (each failure is one line
 on stderr naming the input and the reason, and a row with 'error' in CSV/JSONL/JSON);
-1 nothing could be done (no model, no inputs, bad option)."""
+1 nothing could be done (no model, no inputs, a bad value); a malformed command line
+is rejected by the argument parser with its usage message (exit 2)."""
 
 
 def register(sub) -> None:
