@@ -32,7 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as exc:
+        # argparse exits 2 on a usage error; artstyle keeps 2 for "some inputs failed".
+        return EXIT_USER_ERROR if exc.code == 2 else int(exc.code or 0)
     try:
         return int(args.func(args) or 0)
     except ArtstyleError as exc:

@@ -66,5 +66,17 @@ class TrainConfig:
         return cls(**{k: v for k, v in data.items() if k in names})
 
 
+# Near-duplicate threshold (Hamming distance of 64-bit perceptual hashes), used by data split and
+# audit; here rather than in artstyle.data so that building the CLI parser stays import-light.
+# Largest Hamming distance between two 64-bit phashes still called "the same picture".
+# Measured on artstyle-v1 (bench/bench_data.py): re-encoding at JPEG q=60 and halving the size
+# move a hash by at most 4 bits (median 0), while in that de-duplicated set the pairs within 4
+# bits are only same-template avatars of one class (largest group 23). At 6, distinct images of
+# different classes start to pair; at 8, chains merge 390 images into one group, which would
+# wreck stratification. Small crops move a hash further (2% crop: median 4, p95 8): phash is
+# not crop-robust, so a cropped copy may escape grouping at any threshold that stays safe.
+DEFAULT_PHASH_THRESHOLD = 4
+TINY_SIDE = 32  # px: below this on the short side there is little style left to see (data audit)
+
 # Settings that may differ between an interrupted run and its --resume.
 RESUMABLE_OVERRIDES = {"workers", "device", "output"}

@@ -13,17 +13,14 @@ RESAMPLE = Image.Resampling.BILINEAR
 
 
 def resize_and_crop(img: Image.Image, size: int, crop_pct: float = 1.0) -> Image.Image:
-    """Resize the short side to ``size / crop_pct`` then centre-crop ``size`` x ``size``."""
-    scale_to = max(size, int(round(size / crop_pct)))
+    """The centred square covering ``crop_pct`` of the short side, resized to ``size`` x ``size``:
+    what "resize the short side to size / crop_pct, then centre-crop size" gives, done in one
+    resize of just the cropped box (a 1x20000 strip would otherwise be blown up whole first)."""
     w, h = img.size
-    if w <= h:
-        new_w, new_h = scale_to, max(scale_to, int(round(h * scale_to / w)))
-    else:
-        new_w, new_h = max(scale_to, int(round(w * scale_to / h))), scale_to
+    side = min(w, h) * crop_pct
+    left, top = (w - side) / 2, (h - side) / 2
     # reducing_gap makes large downscales fast (a box reduce first) at no visible cost.
-    img = img.resize((new_w, new_h), RESAMPLE, reducing_gap=3.0)
-    left, top = (new_w - size) // 2, (new_h - size) // 2
-    return img.crop((left, top, left + size, top + size))
+    return img.resize((size, size), RESAMPLE, box=(left, top, left + side, top + side), reducing_gap=3.0)
 
 
 def normalize(img: Image.Image, mean, std) -> np.ndarray:

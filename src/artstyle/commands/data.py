@@ -73,7 +73,7 @@ def _add_scan(actions) -> None:
 
 
 def _add_split(actions) -> None:
-    from ..data.duplicates import DEFAULT_PHASH_THRESHOLD
+    from ..config import DEFAULT_PHASH_THRESHOLD
 
     p = actions.add_parser(
         "split",
@@ -110,8 +110,7 @@ def _add_show(actions) -> None:
 
 
 def _add_audit(actions) -> None:
-    from ..data.auditor import TINY_SIDE
-    from ..data.duplicates import DEFAULT_PHASH_THRESHOLD
+    from ..config import DEFAULT_PHASH_THRESHOLD, TINY_SIDE
 
     p = actions.add_parser(
         "audit",

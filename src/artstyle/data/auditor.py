@@ -17,10 +17,10 @@ import numpy as np
 import pandas as pd
 
 from ..errors import ArtstyleError
+from ..config import TINY_SIDE
 from .duplicates import DEFAULT_PHASH_THRESHOLD, duplicate_groups, near_duplicate_pairs
 from .manifest import ManifestLike, manifest_or_scan, write_manifest
 
-TINY_SIDE = 32  # px: below this on the short side there is little style left to see
 METADATA_FEATURES = ["width", "height", "aspect", "bytes", "format", "mode"]
 MARKDOWN_LIST_LIMIT = 40  # rows per list in audit.md; the CSV files hold everything
 # A metadata-only model beating the majority baseline by this much is a shortcut worth a warning.

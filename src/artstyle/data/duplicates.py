@@ -7,14 +7,8 @@ import pandas as pd
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-# Largest Hamming distance between two 64-bit phashes still called "the same picture".
-# Measured on artstyle-v1 (bench/bench_data.py): re-encoding at JPEG q=60 and halving the size
-# move a hash by at most 4 bits (median 0), while in that de-duplicated set the pairs within 4
-# bits are only same-template avatars of one class (largest group 23). At 6, distinct images of
-# different classes start to pair; at 8, chains merge 390 images into one group, which would
-# wreck stratification. Small crops move a hash further (2% crop: median 4, p95 8): phash is
-# not crop-robust, so a cropped copy may escape grouping at any threshold that stays safe.
-DEFAULT_PHASH_THRESHOLD = 4
+from ..config import DEFAULT_PHASH_THRESHOLD  # noqa: F401 - re-exported
+
 
 # Rows compared per block: bounds memory to block x n x 8 bytes (~32 MB).
 _PAIR_BLOCK_ELEMENTS = 4_000_000
