@@ -226,7 +226,7 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
         "output": {"name": OUTPUT_NAME, "meaning": "softmax probabilities, one column per class"},
         "preprocess": {
             "decode": "artstyle.images.open_image (EXIF upright, RGB, transparency on white)",
-            "resize": f"short side to image_size / crop_pct, bilinear, centre crop image_size",
+            "resize": "centred square of crop_pct x the short side, resized to image_size (bilinear)",
             "normalize": "(x / 255 - mean) / std",
         },
         "metrics": meta.get("metrics") or {},  # validation, at the checkpoint's epoch

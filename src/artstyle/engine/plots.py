@@ -10,6 +10,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
@@ -42,6 +43,8 @@ def plot_curves(history: pd.DataFrame, path: Path, title: str = "") -> None:
         ax.set_title(f"{'Accuracy' if metric == 'acc' else 'Loss'} per {x_name}")
         if x_name == "C":
             ax.set_xscale("log")
+        else:
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(title)
@@ -88,6 +91,7 @@ def plot_prediction_grid(rows: pd.DataFrame, path: Path, title: str, cols: int =
     n = len(rows)
     if n == 0:
         return
+    cols = min(cols, n)
     grid_rows = int(np.ceil(n / cols))
     fig, axes = plt.subplots(grid_rows, cols, figsize=(2.3 * cols, 2.6 * grid_rows), squeeze=False)
     for ax in axes.flat[n:]:
