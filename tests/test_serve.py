@@ -86,7 +86,7 @@ def test_healthz_reports_model_limits_and_explain(client):
     assert health["limits"] == {"max_upload_bytes": 10 * MB, "max_images": 32, "max_pixels": 50_000_000,
                                 "request_timeout_s": 30.0}
     assert health["explain"] == {"available": True, "detail": None}  # torch here, weights beside the model
-    assert health["batching"]["max_batch"] == 4
+    assert health["batching"]["max_batch"] == ServeSettings().max_batch
 
 
 def test_model_card(client, exported):
