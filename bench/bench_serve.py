@@ -5,8 +5,9 @@
 - the CLI: `artstyle predict DIR` over the `--requests` images (a subprocess, as a user runs it),
   once before and once after the server runs, so both see the machine's load alike
 - the server (a subprocess on 127.0.0.1) with micro-batching at --max-batch 8 and 4, and off (1):
-  warm-up, then bench/loadgen.py in a second process sends `--requests` single-image requests
-  from `--concurrency` clients; zero errors required; p50/p99 latency, requests/s, and the
+  warm-up, then a load generator in a second process sends `--requests` single-image requests
+  from `--concurrency` clients: wrk with bench/wrk_post.lua (raw bodies; `apt-get install wrk`),
+  or bench/loadgen.py (httpx, multipart) with `--client httpx` or when wrk is missing; zero errors required; p50/p99 latency, requests/s, and the
   server's RSS after warm-up and after the load
 Prints a Markdown table and writes bench/results/serve.json. Needs artstyle[serve] (and torch
 to export a model when none is given or shipped).
@@ -19,6 +20,7 @@ import json
 import os
 import platform
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -32,6 +34,7 @@ DEFAULT_DATA = REPO.parent / "shared" / "data" / "artstyle-v1"
 RESULTS = REPO / "bench" / "results" / "serve.json"
 CACHE = Path(tempfile.gettempdir()) / "artstyle-bench"
 LOADGEN = REPO / "bench" / "loadgen.py"
+WRK_SCRIPT = REPO / "bench" / "wrk_post.lua"
 WARMUP_REQUESTS = 200
 RSS_GROWTH_LIMIT_MB = 50
 TARGET_RATIO = 0.70
@@ -131,7 +134,9 @@ class Server:
         self.log.close()
 
 
-def load(url: str, images: Path, requests: int, concurrency: int) -> dict:
+def load_httpx(url: str, images: Path, requests: int, concurrency: int) -> dict:
+    """bench/loadgen.py: Python and httpx, multipart uploads; it takes a good share of the
+    2 cores it shares with the server."""
     done = subprocess.run([sys.executable, str(LOADGEN), "--url", url, "--images", str(images),
                            "--requests", str(requests), "--concurrency", str(concurrency)],
                           capture_output=True, text=True)
@@ -140,7 +145,33 @@ def load(url: str, images: Path, requests: int, concurrency: int) -> dict:
     return json.loads(done.stdout)
 
 
-def run_server(model: Path, images: Path, requests: int, concurrency: int, max_batch: int, workdir: Path) -> dict:
+def load_wrk(url: str, images: Path, requests: int, concurrency: int, seconds: float = 10.0) -> dict:
+    """wrk (C, Debian's package) with bench/wrk_post.lua: raw-body uploads from a light client.
+    wrk runs for a duration, so this runs it long enough for at least ``requests`` requests at
+    the rate a short first run measured."""
+    listing = images.parent / f"{images.name}.txt"
+    listing.write_text("\n".join(str(f) for f in sorted(images.iterdir())) + "\n")
+
+    def run(duration: int) -> dict:
+        done = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{duration}s", "-s", str(WRK_SCRIPT), url],
+                              capture_output=True, text=True, env={**os.environ, "IMAGES": str(listing)})
+        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("{")), None)
+        if done.returncode or line is None:
+            sys.exit(f"wrk failed: {done.stdout}{done.stderr}")
+        return {**json.loads(line), "concurrency": concurrency, "body": "raw", "client": "wrk"}
+
+    probe = run(max(2, int(seconds)))
+    if probe["requests"] >= requests:
+        return probe
+    return run(int(requests / max(probe["requests_per_s"], 1.0) * 1.15) + 1)
+
+
+LOADERS = {"wrk": load_wrk, "httpx": load_httpx}
+
+
+def run_server(model: Path, images: Path, requests: int, concurrency: int, max_batch: int, workdir: Path,
+               client: str = "wrk") -> dict:
+    load = LOADERS[client]
     with Server(model, workdir / f"server-batch{max_batch}.log", "--max-batch", str(max_batch)) as server:
         warmup = load(server.url, images, WARMUP_REQUESTS, concurrency)
         rss_after_warmup = server.rss_mb()
@@ -181,16 +212,21 @@ def main() -> int:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="image folder to draw the images from")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[8, 4, 1],
                         help="server --max-batch settings to compare (1: no micro-batching)")
+    parser.add_argument("--client", choices=sorted(LOADERS), default="wrk" if shutil.which("wrk") else "httpx",
+                        help="load generator: wrk (C, raw bodies; default when installed) or bench/loadgen.py "
+                             "(httpx, multipart)")
     args = parser.parse_args()
 
-    results = {"machine": machine(), "requests": args.requests, "concurrency": args.concurrency}
+    results = {"machine": machine(), "requests": args.requests, "concurrency": args.concurrency,
+               "client": args.client}
     model, results["model"] = bench_model(args.model)
     workdir = Path(tempfile.mkdtemp(prefix="bench-serve-"))
     images = pick_images(Path(args.data), args.requests, CACHE / f"serve-images-{args.requests}")
     results["images"] = image_summary(images)
 
     cli_runs = [run_cli(model, images, workdir / "cli-1.csv")]
-    results["server"] = [run_server(model, images, args.requests, args.concurrency, b, workdir) for b in args.max_batch]
+    results["server"] = [run_server(model, images, args.requests, args.concurrency, b, workdir, args.client)
+                         for b in args.max_batch]
     cli_runs.append(run_cli(model, images, workdir / "cli-2.csv"))
     results["cli"] = cli_runs
     results["cli_images_per_s"] = round(sum(r["images_per_s"] for r in cli_runs) / len(cli_runs), 2)

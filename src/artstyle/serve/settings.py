@@ -20,7 +20,7 @@ class ServeSettings:
     max_megapixels: float = 50.0
     request_timeout: float = 30.0  # seconds from request head to response: slow bodies get 408
     idle_timeout: float = 5.0  # seconds a connection may sit idle or spend sending a request head
-    max_batch: int = 8  # images per model call when concurrent requests are batched; 1: no batching
+    max_batch: int = 4  # images per model call when concurrent requests are batched; 1: no batching
     threads: int | None = None  # decode threads and ONNX Runtime threads (default: cores / workers)
     max_connections: int = 128  # beyond this uvicorn answers 503 rather than queueing without bound
 
