@@ -40,3 +40,11 @@ def shared_subset(shared_data, tmp_path_factory) -> Path:
 def bad_corpus(tmp_path) -> dict[str, Path]:
     """Every bad or awkward image file of the robustness issue, written into a temp folder."""
     return make_bad_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """A real Lite0 (packaged ImageNet weights, untrained head) exported to ONNX, once per session."""
+    from predict_support import exported_model
+
+    return exported_model(tmp_path_factory)

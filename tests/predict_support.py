@@ -2,7 +2,7 @@
 test_predict_cli: real EfficientNet-Lite0 ImageNet weights, a random 3-class head, 64 px input
 (fast on 2 CPUs), exported once with the real exporter and parity check.
 
-Each test module wraps ``exported_model`` in its own session fixture; the module-level cache
+The ``exported`` fixture in conftest.py wraps ``exported_model``; the module-level cache
 makes the export happen once whichever module asks first.
 """
 

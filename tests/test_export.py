@@ -20,12 +20,7 @@ from artstyle import export as export_module
 from artstyle.export import check_parity, export_onnx
 from artstyle.images import open_image
 from artstyle.preprocess import preprocess
-from predict_support import CLASSES, IMAGE_SIZE, exported_model
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return exported_model(tmp_path_factory)
+from predict_support import CLASSES, IMAGE_SIZE
 
 
 @pytest.fixture(scope="module")

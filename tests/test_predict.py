@@ -17,12 +17,7 @@ from artstyle.errors import ArtstyleError, ImageLoadError
 from artstyle.infer import Prediction, predictor
 from artstyle.infer.sources import expand_inputs, fetch_url
 from artstyle.infer.writers import open_writer
-from predict_support import CLASSES, LocalServer, closed_port_url, copy_model, exported_model, make_images
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return exported_model(tmp_path_factory)
+from predict_support import CLASSES, LocalServer, closed_port_url, copy_model, make_images
 
 
 @pytest.fixture(scope="module")

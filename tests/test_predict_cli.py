@@ -14,14 +14,9 @@ import pytest
 from artstyle.cli import main
 from artstyle.infer import predictor
 from corpus import expected_invalid
-from predict_support import CLASSES, LocalServer, closed_port_url, exported_model, make_images
+from predict_support import CLASSES, LocalServer, closed_port_url, make_images
 
 COLUMNS = ["path", "label", "confidence", "p_anime", "p_cartoon", "p_human", "error"]
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return exported_model(tmp_path_factory)
 
 
 @pytest.fixture

@@ -26,7 +26,7 @@ import artstyle
 from artstyle.cli import main
 from artstyle.serve import ServeSettings, create_app
 from corpus import EXPECTED_REASON, expected_invalid, png_claiming_size
-from predict_support import CLASSES, IMAGE_SIZE, copy_model, exported_model
+from predict_support import CLASSES, IMAGE_SIZE, copy_model
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -34,11 +34,6 @@ from fastapi.testclient import TestClient  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 LOADGEN = REPO / "bench" / "loadgen.py"
 MB = 1024 * 1024
-
-
-@pytest.fixture(scope="session")
-def exported(tmp_path_factory):
-    return exported_model(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
