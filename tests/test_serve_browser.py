@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from predict_support import CLASSES
-from test_serve import ServerProcess, exported, multipart  # noqa: F401 - `exported` is a fixture
+from test_serve import ServerProcess, multipart
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"
@@ -26,7 +26,7 @@ sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright pac
 
 
 @pytest.fixture(scope="module")
-def server(exported, tmp_path_factory):  # noqa: F811
+def server(exported, tmp_path_factory):
     with ServerProcess(exported.onnx, tmp_path_factory.mktemp("browser") / "server.log") as s:
         yield s
 
@@ -72,7 +72,7 @@ def api_results(server, paths) -> list[dict]:
     return httpx.post(server.url + "/v1/predict", files=multipart(*paths), timeout=30).json()["results"]
 
 
-def test_upload_through_the_page_shows_labels_and_bars(page, server, exported, bad_corpus):  # noqa: F811
+def test_upload_through_the_page_shows_labels_and_bars(page, server, exported, bad_corpus):
     paths = exported.images[:5] + [bad_corpus["text_as_jpg"]]
     page.set_input_files("#file-input", [str(p) for p in paths])
     cards = wait_for_cards(page, len(paths))
@@ -95,7 +95,7 @@ def test_upload_through_the_page_shows_labels_and_bars(page, server, exported, b
     page.screenshot(path=str(ARTIFACTS / "serve-page.png"), full_page=True)
 
 
-def test_drop_files_and_explain(page, server, exported):  # noqa: F811
+def test_drop_files_and_explain(page, server, exported):
     page.check("#explain")
     files = [{"name": p.name, "data": base64.b64encode(p.read_bytes()).decode()} for p in exported.images[:2]]
     dropped = page.evaluate_handle("""files => {
@@ -121,7 +121,7 @@ def test_drop_files_and_explain(page, server, exported):  # noqa: F811
     assert toggle.get_attribute("aria-pressed") == "false" and toggle.inner_text() == "Show heatmap"
 
 
-def test_readable_on_a_phone(browser, server, exported):  # noqa: F811
+def test_readable_on_a_phone(browser, server, exported):
     context = browser.new_context(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
     page = context.new_page()
     page.goto(server.url + "/")
