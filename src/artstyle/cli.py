@@ -14,7 +14,7 @@ import sys
 from . import __version__
 from .errors import ArtstyleError
 
-COMMANDS = ("data", "train", "evaluate", "compare", "export", "predict", "serve")
+COMMANDS = ("data", "train", "crossval", "evaluate", "compare", "export", "predict", "serve")
 
 EXIT_USER_ERROR = 1
 

@@ -29,12 +29,15 @@ class TrainConfig:
     image_size: int = opt(150, "the seed notebook's 150x150")
     drop_rate: float = opt(0.2, "dropout before the classifier, as in the seed")
     hidden: int = opt(0, "optional hidden layer in the head (0 = linear head)")
+    head: str = opt("pooled", "pooled (timm's head on the last layer) or style (per-channel mean and std of "
+                    "every level plus the pooled features: sees how a picture is drawn)", ("pooled", "style"))
     # --- schedule ---
     mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + linear head)", ("finetune", "probe"))
     epochs: int = opt(20, "maximum epochs (early stopping usually ends sooner)")
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
     lr: float = opt(1e-3, "initial learning rate")
+    probe_c: float = opt(0.0, "probe: inverse L2 strength C of the logistic head; 0 = choose it on the val split")
     weight_decay: float = opt(0.01, "decoupled weight decay (AdamW)")
     label_smoothing: float = opt(0.1, "label smoothing of the training loss")
     freeze_epochs: int = opt(1, "warm-up epochs training only the head, then full fine-tuning")
@@ -50,7 +53,9 @@ class TrainConfig:
     rescale_p: float = opt(0.5, "random down-and-up scaling: ... nor on resolution")
     border_p: float = opt(0.2, "random solid borders / letterboxing: ... nor on framing")
     grayscale_p: float = 0.1
-    balance: str = opt("none", "none, weights (class-weighted loss) or sampler (balanced batches)", ("none", "weights", "sampler"))
+    balance: str = opt("none", "none, weights (class-weighted loss), sampler (balanced batches) or groups (probe: "
+                       "every group weighs the same, so that big sources do not decide the model)",
+                       ("none", "weights", "sampler", "groups"))
     # --- system ---
     seed: int = 42
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")

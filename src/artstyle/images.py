@@ -164,3 +164,25 @@ def read_header(source: Source, *, name: str | None = None, max_pixels: int | No
         return img.size[0], img.size[1], img.format or "", img.mode
     finally:
         img.close()
+
+
+# A symbolic link stored as a small text file holding the target's relative path: what git
+# checks out with core.symlinks=false (Windows, some CI) and what a copy without link support
+# leaves behind. Datasets assembled from links (artstyle-v2 reuses v1 this way) arrive like that.
+LINK_STUB_MAX_BYTES = 1024
+
+
+def resolve_link_stub(path: Union[str, os.PathLike]) -> str:
+    """The file a link stub points to, or ``path`` itself when it is not a stub."""
+    path = str(path)
+    try:
+        if os.path.getsize(path) > LINK_STUB_MAX_BYTES:
+            return path
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return path
+    if not text or "\n" in text or not is_image_file(text):
+        return path
+    target = os.path.normpath(os.path.join(os.path.dirname(path), text))
+    return target if os.path.isfile(target) else path

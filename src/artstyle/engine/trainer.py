@@ -307,7 +307,8 @@ def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResul
     frames = load_data(cfg, run_dir, info)
     classes = class_names(frames)
     model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
-                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden)
+                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden,
+                               head=cfg.head)
     if info.is_main:
         ckpt.write_json(run_dir / "config.json", cfg.to_dict())
         ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})

@@ -29,6 +29,8 @@ ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.onnx"
 DEFAULT_BATCH_SIZE = 32
 CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
+# The label of a prediction below the classifier's min_confidence (its probabilities are kept).
+UNCERTAIN = "uncertain"
 
 
 @dataclass
@@ -133,7 +135,9 @@ class Classifier:
 
     def __init__(self, session, card: dict, path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-                 max_download: int = DEFAULT_MAX_DOWNLOAD):
+                 max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0):
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ArtstyleError(f"min_confidence must be between 0 and 1, got {min_confidence}")
         self.session = session
         self.card = card
         self.path = path
@@ -145,6 +149,8 @@ class Classifier:
         self.workers = workers or cpu_count()
         self.url_timeout = url_timeout
         self.max_download = max_download
+        # The card's probabilities are temperature-calibrated, so a threshold means what it says.
+        self.min_confidence = min_confidence
         self.input_name = session.get_inputs()[0].name
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
         self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
@@ -239,8 +245,9 @@ class Classifier:
 
     def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
         best = int(probs.argmax())
+        confident = probs[best] >= self.min_confidence
         return Prediction(
-            source=name, label=self.classes[best], confidence=float(probs[best]),
+            source=name, label=self.classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
             probs={c: float(p) for c, p in zip(self.classes, probs)},
         )
 
@@ -278,13 +285,14 @@ def describe(source, index: int) -> str:
 
 def load(model: str | os.PathLike | None = None, *, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
          workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-         max_download: int = DEFAULT_MAX_DOWNLOAD) -> Classifier:
+         max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0) -> Classifier:
     """Load an exported model (``.onnx`` with its ``.json`` model card; default: the shipped
     model) after checking its sha256.
 
     ``threads``: ONNX Runtime intra-op threads (default: the CPUs this process may use);
     ``workers``: decode threads; ``url_timeout`` (seconds) and ``max_download`` (bytes) apply
-    to http(s) inputs.
+    to http(s) inputs; a prediction whose confidence is below ``min_confidence`` is labelled
+    ``"uncertain"`` (its probabilities are kept), for users who filter data.
     """
     path = resolve_model(model)
     card = read_card(path)
@@ -293,4 +301,4 @@ def load(model: str | os.PathLike | None = None, *, threads: int | None = None, 
     if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
         raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")
     return Classifier(session, card, path, batch_size=batch_size, workers=workers,
-                      url_timeout=url_timeout, max_download=max_download)
+                      url_timeout=url_timeout, max_download=max_download, min_confidence=min_confidence)
