@@ -86,13 +86,34 @@ def test_evaluate_cli_writes_report_and_prints_summary(tiny_run, tmp_path, capsy
 def test_probe_mode_fits_a_linear_head_on_cached_features(shared_subset, tmp_path):
     result = train(data=str(shared_subset), output=str(tmp_path / "probe"), mode="probe", **TINY)
     run = result.run_dir
-    assert (run / "features.safetensors").is_file()
+    assert len(list((run / "features").glob("*.safetensors"))) == 1
     history = pd.read_csv(run / "history.csv")
     assert "C" in history and len(history) >= 3
     # The probe's checkpoint is an ordinary model: evaluate reproduces its validation accuracy.
     metrics = evaluate(run, run / "data/val.csv", tmp_path / "eval", workers=0, quiet=True)
     assert metrics["accuracy"] == pytest.approx(result.best["val_acc"], abs=1e-6)
     assert metrics["accuracy"] >= 0.8  # frozen ImageNet features separate these styles well
+
+
+def test_style_probe_shares_its_feature_cache_and_exports(shared_subset, tmp_path):
+    """The style head: features computed once for two runs, a temperature fitted on val, and an
+    ONNX export whose probabilities match PyTorch's (the statistics are ordinary graph ops)."""
+    from artstyle.export import export_onnx
+
+    cache = tmp_path / "cache"
+    settings = dict(data=str(shared_subset), mode="probe", head="style", balance="groups",
+                    feature_cache=str(cache), **TINY)
+    first = train(output=str(tmp_path / "a"), **settings)
+    (stored,) = cache.glob("*.safetensors")
+    written = stored.stat().st_mtime_ns
+    second = train(output=str(tmp_path / "b"), **settings)
+    assert stored.stat().st_mtime_ns == written  # nothing recomputed
+    assert second.best["val_acc"] == first.best["val_acc"] >= 0.8
+    card = export_onnx(second.run_dir, tmp_path / "style.onnx")
+    meta = json.loads((second.run_dir / "weights" / "best.json").read_text())
+    assert card["head"] == "style" and card["temperature"] == pytest.approx(meta["temperature"])
+    assert meta["temperature"] > 0
+    assert card["parity"]["passed"]
 
 
 def wait_for_epochs(history: Path, epochs: int, proc: subprocess.Popen, timeout: float = 300) -> None:

@@ -37,6 +37,8 @@ class TrainConfig:
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
     lr: float = opt(1e-3, "initial learning rate")
+    feature_cache: str = opt("", "probe/crossval: folder of frozen features kept per image, shared between runs "
+                                 "(default: inside the run directory)")
     probe_c: float = opt(0.0, "probe: inverse L2 strength C of the logistic head; 0 = choose it on the val split")
     weight_decay: float = opt(0.01, "decoupled weight decay (AdamW)")
     label_smoothing: float = opt(0.1, "label smoothing of the training loss")
@@ -84,4 +86,4 @@ DEFAULT_PHASH_THRESHOLD = 4
 TINY_SIDE = 32  # px: below this on the short side there is little style left to see (data audit)
 
 # Settings that may differ between an interrupted run and its --resume.
-RESUMABLE_OVERRIDES = {"workers", "device", "output"}
+RESUMABLE_OVERRIDES = {"workers", "device", "output", "feature_cache"}

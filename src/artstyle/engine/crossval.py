@@ -16,7 +16,7 @@ by group of the fold's training sources (a GPU job).
 Layout of ``DIR``::
 
     config.json  folds.csv  predictions.csv  metrics.json  groups.png  reliability.png  report.md
-    features.safetensors (probe)   fold{k}/ (finetune: the run of each fold)
+    features/ (probe: cached features)   fold{k}/ (finetune: the run of each fold)
 """
 
 from __future__ import annotations
@@ -91,8 +91,8 @@ def probe_fold_logits(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold: np
                                image_size=cfg.image_size, drop_rate=cfg.drop_rate, head=cfg.head)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
-    features = cached_features(out / "features.safetensors", model.to(device), spec, {"all": frame}, device,
-                               cfg.workers)["all"]
+    cache = Path(cfg.feature_cache) if cfg.feature_cache else out / "features"
+    features = cached_features(cache, model.to(device), spec, {"all": frame}, device, cfg.workers)["all"]
     targets = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     c = cfg.probe_c if cfg.probe_c > 0 else 0.1  # no val split inside a fold: a fixed, documented C
     logits = np.zeros((len(frame), len(classes)))

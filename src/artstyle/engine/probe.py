@@ -58,16 +58,38 @@ def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int =
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
-def cached_features(path: Path, model, spec, frames: dict[str, pd.DataFrame], device, workers: int) -> dict:
-    """``{name: features}`` for each frame, computed once and kept in ``path`` (safetensors)."""
-    if path.is_file():
-        cached = {k: v.numpy() for k, v in load_file(str(path)).items()}
-        if all(len(cached.get(k, ())) == len(f) for k, f in frames.items()):
-            return cached
-    features = {name: extract_features(model, frame, spec, device, workers=workers, desc=f"features {name}")
-                for name, frame in frames.items()}
-    ckpt.atomic_write(path, lambda tmp: save_file({k: torch.from_numpy(v) for k, v in features.items()}, tmp))
-    return features
+def feature_key(spec) -> str:
+    """What makes two feature sets interchangeable: the backbone's weights and the head's inputs."""
+    import hashlib
+    import json
+
+    fields = {k: getattr(spec, k) for k in ("arch", "init", "image_size", "mean", "std", "crop_pct", "head")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame], device, workers: int) -> dict:
+    """``{name: features}`` for each frame. Features are kept per image path in
+    ``cache_dir/<feature_key>.safetensors`` (+ ``.paths.json``), so a cross-validation and the final
+    training run on the same images compute them once; only images not cached yet are computed."""
+    import json
+
+    stem = Path(cache_dir) / feature_key(spec)
+    weights_path, paths_path = stem.with_suffix(".safetensors"), stem.with_suffix(".paths.json")
+    cached, paths = np.zeros((0, 0), np.float32), []
+    if weights_path.is_file() and paths_path.is_file():
+        cached, paths = load_file(str(weights_path))["features"].numpy(), json.loads(paths_path.read_text())
+    row = {p: i for i, p in enumerate(paths)}
+    wanted = pd.concat(frames.values())["path"].astype(str).drop_duplicates()
+    missing = wanted[~wanted.isin(row)]
+    if len(missing):
+        todo = pd.DataFrame({"path": missing.to_numpy(), "label": spec.classes[0]})
+        fresh = extract_features(model, todo, spec, device, workers=workers, desc="features")
+        cached = np.concatenate([cached, fresh]) if len(cached) else fresh
+        row |= {p: len(paths) + i for i, p in enumerate(missing)}
+        paths = paths + missing.tolist()
+        ckpt.atomic_write(weights_path, lambda tmp: save_file({"features": torch.from_numpy(cached)}, tmp))
+        ckpt.atomic_write(paths_path, lambda tmp: Path(tmp).write_text(json.dumps(paths)))
+    return {name: cached[frame["path"].astype(str).map(row).to_numpy()] for name, frame in frames.items()}
 
 
 def group_weights(frame: pd.DataFrame) -> np.ndarray:
@@ -148,7 +170,8 @@ def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> d
         raise ArtstyleError("--mode probe fits a linear head; drop --hidden")
     tick = time.perf_counter()
     parts = {name: frames[name] for name in ("train", "val")}
-    features = cached_features(run_dir / "features.safetensors", model, spec, parts, device, cfg.workers)
+    features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,
+                               parts, device, cfg.workers)
     index = {c: i for i, c in enumerate(spec.classes)}
     targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
     log.info(f"features: {len(features['train'])} train, {len(features['val'])} val, "
