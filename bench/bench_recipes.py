@@ -57,16 +57,23 @@ def evaluate_recipe(x, frame, fold, classes, *, c, balance) -> dict:
 
 
 RECIPES = {
-    # name: (views, columns, C, balance)
-    "pooled, centre crop": ((0,), dict(levels=()), 0.1, "none"),
-    "style, centre crop": ((0,), {}, 0.1, "none"),
-    "style, centre crop, groups balanced": ((0,), {}, 0.1, "groups"),
-    "style, whole image": ((1,), {}, 0.1, "groups"),
-    "style, both views averaged": ((0, 1), {}, 0.1, "groups"),
-    "style, deep levels only (4-7)": ((0,), dict(levels=range(4, 8)), 0.1, "groups"),
-    "style, C=0.03": ((0,), {}, 0.03, "groups"),
-    "style, C=0.3": ((0,), {}, 0.3, "groups"),
+    # name: (views, columns, C, balance, transform)
+    "pooled, centre crop": ((0,), dict(levels=()), 0.1, "none", None),
+    "style, centre crop": ((0,), {}, 0.1, "none", None),
+    "style, centre crop, groups balanced": ((0,), {}, 0.1, "groups", None),
+    "style, whole image": ((1,), {}, 0.1, "groups", None),
+    "style, both views averaged": ((0, 1), {}, 0.1, "groups", None),
+    "style, deep levels only (4-7)": ((0,), dict(levels=range(4, 8)), 0.1, "groups", None),
+    "style, no pooled embedding": ((0,), dict(pooled=False), 0.1, "groups", None),
+    "style, signed sqrt": ((0,), {}, 0.1, "groups", "ssqrt"),
+    "style, C=0.03": ((0,), {}, 0.03, "groups", None),
+    "style, C=0.3": ((0,), {}, 0.3, "groups", None),
 }
+
+
+def transform(x: np.ndarray, kind: str | None) -> np.ndarray:
+    """Power normalisation (signed square root) tames heavy-tailed statistics before the scaler."""
+    return np.sign(x) * np.sqrt(np.abs(x)) if kind == "ssqrt" else x
 
 
 def main() -> None:
@@ -88,11 +95,11 @@ def main() -> None:
     classes = sorted(frame["label"].unique())
     fold = assign_folds(frame, args.folds, seed=42, phash_threshold=DEFAULT_PHASH_THRESHOLD)
     results = {}
-    for name, (views, cols, c, balance) in RECIPES.items():
+    for name, (views, cols, c, balance, kind) in RECIPES.items():
         if args.only and name not in args.only:
             continue
         tick = time.perf_counter()
-        x = np.asarray(feats[:, list(views)][:, :, columns(**cols)], dtype=np.float32).mean(1)
+        x = transform(np.asarray(feats[:, list(views)][:, :, columns(**cols)], dtype=np.float32).mean(1), kind)
         m = evaluate_recipe(x, frame, fold, classes, c=c, balance=balance)
         results[name] = {k: m[k] for k in ("mean_accuracy", "group_mean_accuracy", "worst_group_accuracy",
                                            "worst_group", "ece_uncalibrated", "ece", "temperature")}

@@ -9,6 +9,7 @@ unless the parity check passes. Needs ``artstyle[train]`` (torch, timm, onnx, on
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import json
@@ -150,7 +151,10 @@ def find_parity_files(parity_images, meta: dict) -> list[Path]:
         roots = [Path(data) if Path(data).is_dir() else Path(data).parent] if data else []
     files = []
     for root in roots:
-        if root.is_dir():
+        if (root / "train.csv").is_file():  # a split dir: its images are listed, not contained
+            with open(root / "train.csv", encoding="utf-8", newline="") as f:
+                files += sorted(Path(row["path"]) for row in csv.DictReader(f) if row.get("path"))
+        elif root.is_dir():
             files += sorted(Path(d) / f for d, _, names in os.walk(root) for f in names if is_image_file(f))
         elif root.is_file():
             files.append(root)
