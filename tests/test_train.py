@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from artstyle.cli import main
 from artstyle.engine import evaluate, train
@@ -95,39 +97,78 @@ def test_probe_mode_fits_a_linear_head_on_cached_features(shared_subset, tmp_pat
     assert metrics["accuracy"] >= 0.8  # frozen ImageNet features separate these styles well
 
 
-def wait_for_epochs(history: Path, epochs: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+def kill_when(proc: subprocess.Popen, condition, timeout: float = 300) -> None:
+    """SIGKILL the training process (as kill -9 would) the moment ``condition()`` holds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if history.is_file() and len(pd.read_csv(history)) >= epochs:
+        if condition():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
             return
         if proc.poll() is not None:
-            pytest.fail(f"training ended early: {proc.stderr.read()}")
-        time.sleep(0.2)
-    pytest.fail("training did not reach the epoch in time")
+            pytest.fail(f"training ended before the kill point: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.001)
+    pytest.fail("training did not reach the kill point in time")
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(shared_subset, tmp_path):
-    args = [str(shared_subset), "--epochs", "3", "--image-size", "48", "--workers", "0", "--batch-size", "16",
-            "--freeze-epochs", "1"]
-    straight = train(data=str(shared_subset), output=str(tmp_path / "straight"), epochs=3, freeze_epochs=1, **TINY)
+def temp_files(folder: Path, name: str) -> list[str]:
+    """atomic_write's temporary files for ``name`` (present only while it is being written)."""
+    try:
+        return [e.name for e in os.scandir(folder) if e.name.startswith(f".{name}.") and e.name.endswith(".tmp")]
+    except FileNotFoundError:
+        return []
+
+
+def comparable_history(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "history.csv").drop(columns=["seconds", "images_per_s", "data_wait_frac"])
+
+
+def test_kill_9_at_any_moment_resumes_to_the_uninterrupted_result(shared_subset, tmp_path):
+    """kill -9 during the commit of an epoch, while the weights views are written and at a random
+    moment, with loader workers; each time --resume; the end result equals an uninterrupted run."""
+    args = ["train", str(shared_subset), "--epochs", "3", "--image-size", "48", "--workers", "2",
+            "--batch-size", "16", "--freeze-epochs", "1", "--test", "0.15"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same threads in every process: same arithmetic
+    straight = tmp_path / "straight"
+    done = subprocess.run([sys.executable, "-m", "artstyle", *args, "-o", str(straight)], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "artstyle", "train", *args, "-o", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for_epochs(killed / "history.csv", 1, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(pd.read_csv(killed / "history.csv")) < 3
+    weights = killed / "weights"
 
-    resumed = run_cli(["train", "--resume", str(killed)])
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stderr
-    best_straight = json.loads((straight.run_dir / "weights/best.json").read_text())["metrics"]
-    best_resumed = json.loads((killed / "weights/best.json").read_text())["metrics"]
-    assert best_resumed["epoch"] == best_straight["epoch"]
-    assert best_resumed["val_acc"] == pytest.approx(best_straight["val_acc"], abs=0.003)
-    assert best_resumed["val_loss"] == pytest.approx(best_straight["val_loss"], rel=0.01)
-    assert list(pd.read_csv(killed / "history.csv")["epoch"]) == [0, 1, 2]
+    def launch(argv):
+        return subprocess.Popen([sys.executable, "-m", "artstyle", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=env)
+
+    resume = ["train", "--resume", str(killed)]
+    # 1. While state.pt of epoch 1 is being written (epoch 0's is already there).
+    proc = launch([*args, "-o", str(killed)])
+    kill_when(proc, lambda: (weights / "state.pt").is_file() and temp_files(weights, "state.pt"))
+    assert temp_files(weights, "state.pt")  # killed mid-write: its temporary file is left behind
+    # 2. While the last-weights view is written, after a commit.
+    proc = launch(resume)
+    kill_when(proc, lambda: temp_files(weights, "last.safetensors"))
+    # 3. At a random moment.
+    delay = random.Random().uniform(1.0, 12.0)
+    print(f"third kill after {delay:.2f}s")
+    proc = launch(resume)
+    start = time.time()
+    kill_when(proc, lambda: time.time() - start > delay)
+
+    finished = subprocess.run([sys.executable, "-m", "artstyle", *resume], capture_output=True, text=True,
+                              timeout=600, env=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    pd.testing.assert_frame_equal(comparable_history(killed), comparable_history(straight), rtol=1e-5)
+    for name in ("best", "last"):
+        ours, theirs = (json.loads((run / f"weights/{name}.json").read_text()) for run in (killed, straight))
+        assert ours["epoch"] == theirs["epoch"]
+        assert ours["metrics"]["val_loss"] == pytest.approx(theirs["metrics"]["val_loss"], rel=1e-5)
+        a, b = (load_file(run / f"weights/{name}.safetensors") for run in (killed, straight))
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    test_ours, test_theirs = (json.loads((run / "test/metrics.json").read_text()) for run in (killed, straight))
+    assert test_ours["accuracy"] == test_theirs["accuracy"]
+    assert not temp_files(weights, "state.pt")  # the resume cleared the leftovers
 
 
 def test_resume_with_a_different_config_is_refused_and_overwrites_nothing(tiny_run):

@@ -122,9 +122,13 @@ def build_loader(dataset: ImageDataset, *, batch_size: int, train: bool, workers
         sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
+        # Not for training: persistent workers keep their random state from epoch to epoch, so a
+        # resumed run would augment differently; fresh workers are seeded from the epoch's generator.
+        persistent_workers=workers > 0 and not train,
         drop_last=False,
-        generator=torch.Generator().manual_seed(seed) if train and sampler is None else None,
+        # Evaluation loaders get their own generator too: otherwise their workers' seed is drawn
+        # from the global RNG, and a resumed run (whose first evaluation comes later) would drift.
+        generator=torch.Generator().manual_seed(seed) if sampler is None or not train else None,
     )
 
 

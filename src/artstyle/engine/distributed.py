@@ -46,6 +46,15 @@ def reduce_sum(values: list[float], device: torch.device, info: DistInfo) -> lis
     return t.tolist()
 
 
+def gather_objects(obj, info: DistInfo) -> list:
+    """Every rank's ``obj``, in rank order (a one-item list without DDP)."""
+    if not info.enabled:
+        return [obj]
+    out = [None] * info.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
