@@ -167,16 +167,16 @@ def test_fetch_url_checks_type_size_and_reachability(exported):
     routes = {"/ok.jpg": ("image/jpeg", jpeg), "/page": ("text/html; charset=utf-8", b"<html></html>"),
               "/big.jpg": ("image/jpeg", b"\xff" * 5000), "/raw": ("application/octet-stream", jpeg)}
     with LocalServer(routes) as server:
-        assert fetch_url(server.url("/ok.jpg")) == jpeg
-        assert fetch_url(server.url("/raw")) == jpeg
+        assert fetch_url(server.url("/ok.jpg"), allow_private=True) == jpeg
+        assert fetch_url(server.url("/raw"), allow_private=True) == jpeg
         with pytest.raises(ImageLoadError, match=r"not an image \(server sent text/html\)"):
-            fetch_url(server.url("/page"))
+            fetch_url(server.url("/page"), allow_private=True)
         with pytest.raises(ImageLoadError, match="too large"):
-            fetch_url(server.url("/big.jpg"), max_bytes=4000)
+            fetch_url(server.url("/big.jpg"), max_bytes=4000, allow_private=True)
         with pytest.raises(ImageLoadError, match="HTTP 404"):
-            fetch_url(server.url("/missing.jpg"))
+            fetch_url(server.url("/missing.jpg"), allow_private=True)
     with pytest.raises(ImageLoadError, match="cannot reach"):
-        fetch_url(closed_port_url(), timeout=2)
+        fetch_url(closed_port_url(), timeout=2, allow_private=True)
 
 
 # ----------------------------------------------------------------------------- writers

@@ -119,7 +119,8 @@ def load_explainer(model_path):
     return model, spec
 
 
-def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10.0, max_download: int = 20 << 20):
+def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10.0, max_download: int = 20 << 20,
+            allow_private_urls: bool = False):
     """Yield a ``Prediction`` per input, in order, while writing ``NNNNN_name.png`` heatmaps and
     a ``grid_NNN.png`` per batch of 32 into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,8 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
         loaded, failed = [], {}
         for index, source in enumerate(inputs[start:start + GRID_BATCH], start):
             try:
-                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download)
+                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download,
+                               allow_private_urls=allow_private_urls)
                 loaded.append((index, str(source), img))
             except ImageLoadError as exc:
                 failed[index] = Prediction(str(source), error=exc.reason)
@@ -175,7 +177,8 @@ def explain_command(args) -> int:
                    open_writer(fmt, sys.stdout, spec.classes, args.top_k)]
         try:
             for pred in explain(model, spec, inputs, out_dir, url_timeout=args.timeout,
-                                max_download=int(args.max_download_mb * 1024 * 1024)):
+                                max_download=int(args.max_download_mb * 1024 * 1024),
+                                allow_private_urls=args.allow_private_urls):
                 for writer in writers:
                     writer.write(pred)
                 if not pred.ok:
