@@ -31,12 +31,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def lift_pillow_limit() -> None:
+    """The artstyle command is a process of its own, where artstyle's --max-pixels (checked from
+    the header, with a clearer message) should decide rather than Pillow's fixed limit. Importing
+    artstyle as a library leaves Pillow's settings alone."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
         # argparse exits 2 on a usage error; artstyle keeps 2 for "some inputs failed".
         return EXIT_USER_ERROR if exc.code == 2 else int(exc.code or 0)
+    lift_pillow_limit()
     try:
         return int(args.func(args) or 0)
     except ArtstyleError as exc:
