@@ -8,7 +8,6 @@ import asyncio
 import base64
 import io
 import json
-import os
 import re
 import select
 import socket
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -26,7 +24,7 @@ import artstyle
 from artstyle.cli import main
 from artstyle.serve import ServeSettings, create_app
 from corpus import EXPECTED_REASON, expected_invalid, png_claiming_size
-from predict_support import CLASSES, IMAGE_SIZE, copy_model
+from predict_support import CLASSES, copy_model
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402

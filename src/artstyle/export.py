@@ -231,7 +231,6 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
         },
         "metrics": meta.get("metrics") or {},  # validation, at the checkpoint's epoch
         "test_metrics": meta.get("test_metrics") or {},  # held-out test split, when training evaluated it
-        "test_metrics": meta.get("test_metrics") or {},
         "training": training,
         "source_checkpoint": str(weights),
         "onnx_sha256": sha256_file(onnx_path),

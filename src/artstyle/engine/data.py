@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 
-from ..errors import ArtstyleError, ImageLoadError
+from ..errors import ArtstyleError
 from ..images import open_image
 
 log = logging.getLogger("artstyle")
