@@ -19,6 +19,7 @@ import torch
 from safetensors.torch import load_file
 
 from artstyle.cli import main
+from artstyle.config import TrainConfig
 from artstyle.engine import evaluate, train
 from artstyle.errors import ArtstyleError
 
@@ -258,3 +259,24 @@ def test_corrupt_checkpoint_is_refused_in_one_line(tiny_run, tmp_path):
     (bad / "weights/best.safetensors").write_bytes(data[: len(data) // 2])
     done = run_cli(["evaluate", str(bad), str(tiny_run.run_dir / "data/val.csv"), "-o", str(tmp_path / "e")])
     assert done.returncode == 1 and "corrupt" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_misspelt_training_option_is_refused_with_the_nearest_name(tmp_path):
+    with pytest.raises(ArtstyleError, match="unknown training option 'epoch'; did you mean 'epochs'"):
+        train(data=str(tmp_path), output=str(tmp_path / "run"), epoch=5)
+    with pytest.raises(ArtstyleError, match="did you mean 'batch_size'"):
+        train(TrainConfig(data=str(tmp_path)), batchsize=8)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_resume_with_an_unknown_key_in_config_json_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({**TrainConfig().to_dict(), "learning_rate": 0.1}))
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{run / 'config.json'}: unknown training option 'learning_rate'" in err
+    (run / "config.json").write_text("{not json")
+    assert main(["train", "--resume", str(run)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err

@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..config import RESUMABLE_OVERRIDES, TrainConfig
+from ..config import RESUMABLE_OVERRIDES, TrainConfig, check_option_names
 from ..errors import ArtstyleError
 from ..models import ModelSpec, create_model
 from . import checkpoint as ckpt
@@ -126,7 +126,10 @@ def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise ArtstyleError(f"{run_dir}: not a run directory (no config.json), cannot resume")
-    saved = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        saved = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    except ValueError as exc:
+        raise ArtstyleError(f"{path}: not valid JSON ({exc})") from None
     saved.output = str(run_dir)
     changed = {k: (getattr(saved, k), v) for k, v in overrides.items()
                if k not in RESUMABLE_OVERRIDES and v is not None and getattr(saved, k) != v}
@@ -337,6 +340,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
 def train(config: TrainConfig | None = None, *, resume: str | None = None, **overrides) -> TrainResult:
     """Train a classifier. ``train(TrainConfig(data="data/", output="runs/x"))`` or
     ``train(data="data/", output="runs/x", epochs=5)``; ``train(resume="runs/x")`` continues."""
+    check_option_names(overrides)
     if resume:
         cfg = config_for_resume(Path(resume), overrides)
     else:
