@@ -202,6 +202,42 @@ def test_ddp_on_cpu_with_two_processes(shared_subset, tmp_path):
     history = pd.read_csv(out / "history.csv")
     assert len(history) == 2 and history["train_acc"].between(0, 1).all()
     assert (out / "weights/best.safetensors").is_file() and (out / "test/metrics.json").is_file()
+    # Validation counts every image once (9 images on 2 ranks: no padded duplicate).
+    assert (history["val_images"] == len(pd.read_csv(out / "data/val.csv"))).all()
+    assert len(pd.read_csv(out / "data/val.csv")) % 2 == 1
+
+    # The commit holds each rank's own RNG, and a resume on rank 1 takes rank 1's.
+    from artstyle.engine.checkpoint import load_model
+    from artstyle.engine.distributed import DistInfo
+    from artstyle.engine.trainer import EarlyStopping, build_optimizer, load_resume_state, restore_state
+
+    state = load_resume_state(out)
+    assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    model = load_model(out)[0]
+    cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    torch.manual_seed(0)
+    start, _, _ = restore_state(out, model, optimizer, scheduler, EarlyStopping(5, "min"), DistInfo(1, 1, 2))
+    assert start == 2 and torch.equal(torch.get_rng_state(), state["rng"][1]["torch"])
+
+
+def test_ddp_failure_on_rank_0_ends_every_rank_with_its_reason(shared_subset, tmp_path):
+    """Rank 0 scans and splits alone; when that fails the other rank must not wait for ever."""
+    data = tmp_path / "data"
+    shutil.copytree(shared_subset, data, symlinks=True)
+    (data / "broken").mkdir()
+    (data / "broken" / "a.jpg").write_bytes(b"not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "artstyle", "train",
+         str(data), "-o", str(tmp_path / "run"), "--epochs", "1", "--image-size", "48", "--workers", "0"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode != 0
+    assert "class 'broken' has no training images" in done.stderr
+    assert "stopped: rank 0 failed (class 'broken' has no training images" in done.stderr  # rank 1's own line
+    # No rank died of a broken connection (torchrun itself still reports the failed ranks its way).
+    assert "Connection closed" not in done.stderr and "[rank1]: Traceback" not in done.stderr
 
 
 def test_compare_trains_each_backbone_on_one_split_and_reports_the_unavailable(shared_subset, tmp_path):

@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRa
 
 from ..errors import ArtstyleError
 from ..images import open_image
+from .distributed import ShardSampler
 
 log = logging.getLogger("artstyle")
 SPLITS = ("train", "val", "test")
@@ -108,7 +109,9 @@ def class_weights(frame: pd.DataFrame, classes: list[str]) -> torch.Tensor:
 def build_loader(dataset: ImageDataset, *, batch_size: int, train: bool, workers: int, seed: int,
                  distributed: bool = False, balanced: bool = False) -> DataLoader:
     sampler = None
-    if distributed:
+    if distributed and not train:
+        sampler = ShardSampler(dataset)
+    elif distributed:
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
     elif train and balanced:
         counts = torch.bincount(torch.tensor(dataset.targets))

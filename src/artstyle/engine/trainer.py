@@ -9,6 +9,7 @@ Layout of ``runs/NAME``::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -27,7 +28,7 @@ from ..errors import ArtstyleError
 from ..models import ModelSpec, create_model
 from . import checkpoint as ckpt
 from .data import ImageDataset, build_loader, class_names, class_weights, default_workers, resolve_splits
-from .distributed import DistInfo, barrier, cleanup, gather_objects, init_distributed
+from .distributed import DistInfo, cleanup, gather_objects, init_distributed, run_on_main
 from .loop import evaluate_epoch, train_one_epoch
 from .plots import save_history_and_curves
 from .transforms import create_eval_transform, create_train_transform
@@ -145,9 +146,9 @@ def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
 def load_data(cfg: TrainConfig, run_dir: Path, info: DistInfo) -> dict[str, pd.DataFrame]:
     """Rank 0 resolves (scans and splits) and saves the split; the other ranks read it."""
     data_dir = run_dir / "data"
-    if info.is_main and not (data_dir / "train.csv").is_file():
-        resolve_splits(cfg.data, data_dir, val=cfg.val, test=cfg.test, seed=cfg.seed)
-    barrier(info)
+    if not (data_dir / "train.csv").is_file():
+        run_on_main(info, functools.partial(resolve_splits, cfg.data, data_dir, val=cfg.val, test=cfg.test,
+                                            seed=cfg.seed))
     return resolve_splits(data_dir, None, val=cfg.val, test=cfg.test, seed=cfg.seed)
 
 
@@ -222,6 +223,24 @@ def save_epoch(run_dir: Path, state: dict) -> None:
     ckpt.save_train_state(run_dir / "weights" / "state.pt", state)
 
 
+def commit_epoch(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, model: nn.Module,
+                 is_best: bool) -> dict:
+    """Rank 0: commit the epoch with the model's weights, then write its views and log it.
+    Returns the best weights so far."""
+    state["model"] = ckpt.cpu_state_dict(model)
+    if is_best:
+        state["best_model"] = state["model"]  # one snapshot, stored once
+    save_epoch(run_dir, state)
+    write_epoch_views(run_dir, spec, cfg, state, best=is_best)
+    row = state["history"][-1]
+    log.info(
+        f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
+        f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if row['frozen'] else ''}"
+    )
+    return state["best_model"]
+
+
 def write_epoch_views(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, best: bool) -> None:
     """last (and, if ``best``, best) weights with their metadata, history.csv and curves.png."""
     weights, history, config = run_dir / "weights", state["history"], cfg.to_dict()
@@ -286,8 +305,8 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     if (run_dir / "weights" / "state.pt").is_file():
         start, history, state = restore_state(run_dir, model, optimizer, scheduler, stopper, info)
         best_weights = state.get("best_model")
-        if info.is_main:  # a kill may have come after the commit but before these were written
-            write_epoch_views(run_dir, spec, cfg, state, best=True)
+        # A kill may have come after the commit but before these were written.
+        run_on_main(info, write_epoch_views, run_dir, spec, cfg, state, True)
         log.info(f"resumed {run_dir} after epoch {start - 1}")
 
     ddp, frozen = None, None
@@ -314,21 +333,11 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
         monitored = row[cfg.monitor]
         is_best = stopper.step(monitored, epoch)
         scheduler.step(monitored)
-        rngs = gather_objects(rng_state(), info)
-        if info.is_main:
-            weights = ckpt.cpu_state_dict(model)
-            best_weights = weights if is_best else best_weights
-            state = {"epoch": epoch, "model": weights, "best_model": best_weights,
-                     "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                     "early_stopping": stopper.state_dict(), "history": history, "rng": rngs}
-            save_epoch(run_dir, state)
-            write_epoch_views(run_dir, spec, cfg, state, best=is_best)
-            log.info(
-                f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
-                f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if frozen else ''}"
-            )
-        barrier(info)
+        rngs = gather_objects(rng_state(), info)  # every rank's own, so that a resume restores each
+        state = {"epoch": epoch, "best_model": best_weights, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(),
+                 "history": history, "rng": rngs}
+        best_weights = run_on_main(info, commit_epoch, run_dir, spec, cfg, state, model, is_best)
     if stopper.should_stop and info.is_main:
         log.info(f"early stopping: no {cfg.monitor} improvement for {cfg.patience} epochs "
                  f"(best epoch {stopper.best_epoch})")
@@ -354,12 +363,18 @@ def train(config: TrainConfig | None = None, *, resume: str | None = None, **ove
         cleanup(info)
 
 
+def record_run_start(run_dir, cfg, frames, classes, spec, device, info) -> None:
+    ckpt.write_json(run_dir / "config.json", cfg.to_dict())
+    ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})
+    log_data_summary(frames, classes)
+    log.info(f"model {spec.backbone} ({spec.arch}), init: {spec.init}, {cfg.mode} at {spec.image_size}px "
+             f"on {device}{f' x{info.world_size} (DDP)' if info.enabled else ''}")
+
+
 def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResult:
     device = select_device(cfg.device, info)
     run_dir = Path(cfg.output)
-    if info.is_main:
-        run_dir = prepare_run_dir(cfg, resuming)
-    barrier(info)
+    run_on_main(info, prepare_run_dir, cfg, resuming)
     setup_logging(run_dir if info.is_main else None)
     if not info.is_main:
         log.setLevel(logging.WARNING)
@@ -368,12 +383,7 @@ def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResul
     classes = class_names(frames)
     model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
                                image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden)
-    if info.is_main:
-        ckpt.write_json(run_dir / "config.json", cfg.to_dict())
-        ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})
-        log_data_summary(frames, classes)
-        log.info(f"model {spec.backbone} ({spec.arch}), init: {spec.init}, {cfg.mode} at {spec.image_size}px "
-                 f"on {device}{f' x{info.world_size} (DDP)' if info.enabled else ''}")
+    run_on_main(info, record_run_start, run_dir, cfg, frames, classes, spec, device, info)
     model.to(device)
     if cfg.mode == "probe":
         from .probe import run_probe
