@@ -45,6 +45,19 @@ def test_paths_images_bytes_and_files_agree(clf, exported):
         assert clf.predict(other).probs == pytest.approx(by_path.probs, abs=1e-6)
 
 
+def test_bytearray_and_memoryview_inputs_are_bytes_too(clf, exported):
+    data = exported.images[2].read_bytes()
+    expected = clf.predict(data)
+    for other in (bytearray(data), memoryview(data)):
+        assert clf.predict(other).probs == pytest.approx(expected.probs, abs=1e-6)
+    # A bad one is an error record with errors="return", never a crash.
+    bad = clf.predict(bytearray(b"junk"), errors="return")
+    assert not bad.ok and bad.source == "<bytes 0>" and "not an image" in bad.error
+    assert clf.predict([data, bytearray(b"")], errors="return")[1].error == "empty file (0 bytes)"
+    with pytest.raises(ImageLoadError, match="not an image"):
+        clf.predict(bytearray(b"junk"))
+
+
 def test_batched_equals_one_by_one_and_keeps_order(clf, exported):
     many = clf.predict(exported.images)
     assert [p.source for p in many] == [str(p) for p in exported.images]

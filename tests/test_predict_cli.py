@@ -185,3 +185,13 @@ def test_explain_without_weights_is_a_clear_error(exported, tmp_path, capsys):
     assert "export with --with-weights" in capsys.readouterr().err
     assert main(["predict", str(exported.images[0]), "--explain"]) == 1
     assert "--explain needs -o DIR" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_as_the_help_says(exported, capsys):
+    assert main(["predict", "--help"]) == 0
+    assert "is rejected by the argument parser with its usage message (exit 2)" in capsys.readouterr().out
+    assert main(["predict", str(exported.images[0]), "--top-k", "two"]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert main(["predict"]) == 2  # no input at all
+    assert main(["predict", str(exported.images[0]), "--top-k", "0", "--model", str(exported.onnx)]) == 1  # a bad value
+    assert "--top-k must be at least 1" in capsys.readouterr().err

@@ -30,7 +30,8 @@ IMAGE_EXTENSIONS = frozenset(
 # its own, lifts Pillow's limit so that --max-pixels decides (artstyle.cli).
 PILLOW_BOMB = re.compile(r"\((\d+) pixels\)")
 
-Source = Union[str, os.PathLike, bytes, BinaryIO]
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+BYTES_TYPES = (bytes, bytearray, memoryview)
 
 
 def is_image_file(path: Union[str, os.PathLike]) -> bool:
@@ -44,7 +45,7 @@ def _describe(source: Source, name: str | None) -> str:
         return name
     if isinstance(source, (str, os.PathLike)):
         return str(source)
-    return "<bytes>" if isinstance(source, bytes) else getattr(source, "name", "<stream>")
+    return "<bytes>" if isinstance(source, BYTES_TYPES) else getattr(source, "name", "<stream>")
 
 
 def _open_raw(source: Source, label: str) -> Image.Image:
@@ -60,10 +61,12 @@ def _open_raw(source: Source, label: str) -> Image.Image:
             raise ImageLoadError(label, "is a directory, not an image")
         if size == 0:
             raise ImageLoadError(label, "empty file (0 bytes)")
-    elif isinstance(source, bytes):
-        if not source:
+    elif isinstance(source, BYTES_TYPES):
+        if not len(source):
             raise ImageLoadError(label, "empty file (0 bytes)")
         source = io.BytesIO(source)
+    elif not hasattr(source, "read"):
+        raise ImageLoadError(label, f"not an image input ({type(source).__name__}): pass a path, bytes or a binary file")
     try:
         return Image.open(source)
     except UnidentifiedImageError:

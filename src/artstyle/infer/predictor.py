@@ -260,7 +260,7 @@ def load_any(source, name: str | None = None, *, draft_size: int | None = None,
 
 
 def is_single(inputs) -> bool:
-    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, Image.Image)) or hasattr(inputs, "read")
+    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(inputs, "read")
 
 
 def name_for(source, index: int) -> str | None:
