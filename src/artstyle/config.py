@@ -6,7 +6,10 @@ result can be traced to how it was made; ``--resume`` refuses a run whose config
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
+
+from .errors import ArtstyleError
 
 
 def opt(default, help: str, choices: tuple | None = None):
@@ -68,9 +71,25 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_dict(cls, data: dict, source: str = "") -> "TrainConfig":
+        """``source`` (e.g. a config.json path) names where the settings came from in errors."""
+        check_option_names(data, source)
+        return cls(**data)
+
+
+def check_option_names(options, source: str = "") -> None:
+    """A misspelt option must not be ignored (``epoch=5`` would train the default 20 epochs):
+    refuse it, with the nearest known name, as scikit-learn and Ultralytics do."""
+    known = [f.name for f in fields(TrainConfig)]
+    unknown = [name for name in options if name not in known]
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known options: {', '.join(known)}"
+    where = f"{source}: " if source else ""
+    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    raise ArtstyleError(f"{where}unknown training option '{name}'{more}{hint}")
 
 
 # Near-duplicate threshold (Hamming distance of 64-bit perceptual hashes), used by data split and

@@ -145,7 +145,7 @@ def card_temperature(model_path) -> float:
 
 
 def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10.0, max_download: int = 20 << 20,
-            temperature: float = 1.0):
+            temperature: float = 1.0, allow_private_urls: bool = False):
     """Yield a ``Prediction`` per input, in order, while writing ``NNNNN_name.png`` heatmaps and
     a ``grid_NNN.png`` per batch of 32 into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -154,7 +154,8 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
         loaded, failed = [], {}
         for index, source in enumerate(inputs[start:start + GRID_BATCH], start):
             try:
-                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download)
+                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download,
+                               allow_private_urls=allow_private_urls)
                 loaded.append((index, str(source), img))
             except ImageLoadError as exc:
                 failed[index] = Prediction(str(source), error=exc.reason)
@@ -203,7 +204,8 @@ def explain_command(args) -> int:
         try:
             for pred in explain(model, spec, inputs, out_dir, url_timeout=args.timeout,
                                 max_download=int(args.max_download_mb * 1024 * 1024),
-                                temperature=card_temperature(args.model)):
+                                temperature=card_temperature(args.model),
+                                allow_private_urls=args.allow_private_urls):
                 for writer in writers:
                     writer.write(pred)
                 if not pred.ok:

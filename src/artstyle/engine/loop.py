@@ -82,7 +82,7 @@ def evaluate_epoch(model, criterion, loader, device, *, info: DistInfo, amp: boo
         correct += (logits.argmax(1) == targets).sum().item()
         seen += targets.numel()
     loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], device, info)
-    return {"val_loss": loss_sum / max(seen, 1), "val_acc": correct / max(seen, 1)}
+    return {"val_loss": loss_sum / max(seen, 1), "val_acc": correct / max(seen, 1), "val_images": int(seen)}
 
 
 @torch.inference_mode()

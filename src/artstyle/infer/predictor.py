@@ -135,7 +135,8 @@ class Classifier:
 
     def __init__(self, session, card: dict, path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-                 max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0):
+                 max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
+                 allow_private_urls: bool = False):
         if not 0.0 <= min_confidence <= 1.0:
             raise ArtstyleError(f"min_confidence must be between 0 and 1, got {min_confidence}")
         self.session = session
@@ -151,6 +152,7 @@ class Classifier:
         self.max_download = max_download
         # The card's probabilities are temperature-calibrated, so a threshold means what it says.
         self.min_confidence = min_confidence
+        self.allow_private_urls = allow_private_urls
         self.input_name = session.get_inputs()[0].name
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
         self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
@@ -163,7 +165,7 @@ class Classifier:
     def load_image(self, source, name: str | None = None) -> Image.Image:
         """A path, URL, bytes, binary file or PIL image -> upright RGB image."""
         return load_any(source, name, draft_size=self.draft_size, url_timeout=self.url_timeout,
-                        max_download=self.max_download)
+                        max_download=self.max_download, allow_private_urls=self.allow_private_urls)
 
     def to_array(self, source, name: str | None = None) -> np.ndarray:
         """One input, decoded and preprocessed exactly as at export: float32 CHW."""
@@ -253,19 +255,20 @@ class Classifier:
 
 
 def load_any(source, name: str | None = None, *, draft_size: int | None = None,
-             url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD) -> Image.Image:
+             url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
+             allow_private_urls: bool = False) -> Image.Image:
     """A path, http(s) URL, bytes, binary file or PIL image -> upright RGB image.
     Raises ``ImageLoadError`` naming the input."""
     if isinstance(source, Image.Image):
         return to_rgb(source)
     if is_url(source):
-        data = fetch_url(source, timeout=url_timeout, max_bytes=max_download)
+        data = fetch_url(source, timeout=url_timeout, max_bytes=max_download, allow_private=allow_private_urls)
         return open_image(data, name=source, draft_size=draft_size)
     return open_image(source, name=name, draft_size=draft_size)
 
 
 def is_single(inputs) -> bool:
-    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, Image.Image)) or hasattr(inputs, "read")
+    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(inputs, "read")
 
 
 def name_for(source, index: int) -> str | None:
@@ -285,14 +288,17 @@ def describe(source, index: int) -> str:
 
 def load(model: str | os.PathLike | None = None, *, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
          workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-         max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0) -> Classifier:
+         max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
+         allow_private_urls: bool = False) -> Classifier:
     """Load an exported model (``.onnx`` with its ``.json`` model card; default: the shipped
     model) after checking its sha256.
 
     ``threads``: ONNX Runtime intra-op threads (default: the CPUs this process may use);
-    ``workers``: decode threads; ``url_timeout`` (seconds) and ``max_download`` (bytes) apply
-    to http(s) inputs; a prediction whose confidence is below ``min_confidence`` is labelled
-    ``"uncertain"`` (its probabilities are kept), for users who filter data.
+    ``workers``: decode threads; ``url_timeout`` (seconds, for each whole download) and
+    ``max_download`` (bytes) apply to http(s) inputs, which may not reach loopback, private,
+    link-local, multicast or reserved addresses unless ``allow_private_urls``.
+    A prediction whose confidence is below ``min_confidence`` is labelled ``"uncertain"`` (its
+    probabilities are kept), for users who filter data.
     """
     path = resolve_model(model)
     card = read_card(path)
@@ -301,4 +307,5 @@ def load(model: str | os.PathLike | None = None, *, threads: int | None = None, 
     if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
         raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")
     return Classifier(session, card, path, batch_size=batch_size, workers=workers,
-                      url_timeout=url_timeout, max_download=max_download, min_confidence=min_confidence)
+                      url_timeout=url_timeout, max_download=max_download, min_confidence=min_confidence,
+                      allow_private_urls=allow_private_urls)
