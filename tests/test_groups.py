@@ -219,3 +219,20 @@ def test_evaluate_refuses_an_onnx_file_without_a_card(exported, grouped_manifest
     bare.with_suffix(".json").write_text(json.dumps({**card, "format": "something-else"}))
     result = run_cli("evaluate", str(bare), str(grouped_manifest), "-o", str(tmp_path / "e"))
     assert "not an artstyle export" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_crossval_finetune_trains_one_run_per_fold_and_tests_on_held_out_groups(grouped_manifest, tmp_path):
+    from artstyle.engine.crossval import crossval
+
+    out = tmp_path / "cv"
+    metrics = crossval(data=str(grouped_manifest), output=str(out), folds=2, mode="finetune", epochs=1,
+                       freeze_epochs=0, image_size=32, batch_size=16, workers=0, val=0.3)
+    folds = pd.read_csv(out / "folds.csv")
+    for k in (0, 1):
+        run = out / f"fold{k}"
+        test = pd.read_csv(run / "split" / "test.csv")
+        trained = pd.concat([pd.read_csv(run / "split" / f"{s}.csv") for s in ("train", "val")])
+        assert set(test["path"]) == set(folds.loc[folds["fold"] == k, "path"])
+        assert not set(test["group"]) & set(trained["group"])  # the fold model never saw those sources
+        assert (run / "run" / "weights" / "best.safetensors").is_file()
+    assert metrics["n"] == 48 and len(metrics["fold_rows"]) == 2
