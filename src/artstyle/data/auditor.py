@@ -19,12 +19,27 @@ import pandas as pd
 from ..errors import ArtstyleError
 from ..config import TINY_SIDE
 from .duplicates import DEFAULT_PHASH_THRESHOLD, duplicate_groups, near_duplicate_pairs
-from .manifest import ManifestLike, manifest_or_scan, write_manifest
+from .manifest import ManifestLike, load_manifest, read_manifest, write_manifest
+from .scanner import scan
 
 METADATA_FEATURES = ["width", "height", "aspect", "bytes", "format", "mode"]
 MARKDOWN_LIST_LIMIT = 40  # rows per list in audit.md; the CSV files hold everything
 # A metadata-only model beating the majority baseline by this much is a shortcut worth a warning.
 SHORTCUT_WARNING_GAP = 0.10
+
+
+def manifest_or_scan(source: ManifestLike, **scan_kwargs) -> pd.DataFrame:
+    """For commands that take 'a data folder or a manifest': scan folders, read CSV files.
+    (Here, beside its one user, so that the manifest module need not import the scanner that
+    imports it.)"""
+    if isinstance(source, pd.DataFrame):
+        return load_manifest(source)
+    path = Path(source)
+    if path.is_dir():
+        return scan(path, **scan_kwargs)
+    if not path.exists():
+        raise ArtstyleError(f"{path}: no such data folder or manifest")
+    return read_manifest(path)
 
 
 # --- findings ---------------------------------------------------------------------------------

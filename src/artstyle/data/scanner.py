@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import DEFAULT_MAX_PIXELS, is_image_file, open_image, read_header
+from ..system import cpu_count
 from .manifest import MANIFEST_COLUMNS, class_indices, is_split_folder_name, normalize_split_name, write_manifest
 
 # phash looks at a 32x32 grayscale thumbnail, so libjpeg may decode at 1/2, 1/4 or 1/8 scale
@@ -38,12 +39,7 @@ class ImageEntry:
     split: str  # '' when the folder is not pre-split
 
 
-def available_cpus() -> int:
-    """CPUs this process may use (the affinity mask, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+available_cpus = cpu_count  # the one helper, under the name this module's callers know
 
 
 def _visible_subdirs(folder: Path) -> list[Path]:
