@@ -12,6 +12,20 @@ RUN=${2:-runs/default-lite0-150}
 # resized crops, borders, rescaling, JPEG re-compression, colour jitter, grayscale), leak-free split.
 artstyle train "$DATA" -o "$RUN" --backbone efficientnet_lite0 --image-size 150 --epochs 5 --patience 3
 
+# The run's held-out test split, paths relative to the data folder, for the tests to read
+# (tests/test_default_model.py): the split is read back, never recomputed.
+python - "$DATA" "$RUN" <<'PY'
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+data, run = Path(sys.argv[1]).resolve(), Path(sys.argv[2])
+test = pd.read_csv(run / "data" / "test.csv")[["path", "label"]]
+test["path"] = [str(Path(p).resolve().relative_to(data)) for p in test["path"]]
+test.to_csv("tests/data/default_test_split.csv", index=False)
+PY
+
 # ONNX + model card (classes, preprocessing, test metrics, sha256), parity-checked against
 # PyTorch; --with-weights keeps the checkpoint beside it for `predict --explain`.
 artstyle export "$RUN" -o src/artstyle/assets/default.onnx --with-weights
