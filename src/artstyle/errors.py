@@ -3,6 +3,10 @@ the CLI prints its message on one line and never a traceback."""
 
 from __future__ import annotations
 
+# Exit status of a batch command when some inputs failed and the others were done (predict,
+# predict --explain); here so that both commands share it without importing each other.
+EXIT_SOME_FAILED = 2
+
 
 class ArtstyleError(Exception):
     """A problem the user can fix (bad input, bad flag, missing file)."""

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import ArtstyleError, ImageLoadError
+from .errors import EXIT_SOME_FAILED, ArtstyleError, ImageLoadError
 from .infer.predictor import DEFAULT_MODEL, Prediction, load_any
 from .preprocess import preprocess, resize_and_crop
 
@@ -184,7 +184,6 @@ def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int,
 def explain_command(args) -> int:
     """``artstyle predict --explain -o DIR``: heatmaps, grids and predictions.csv in DIR; the
     chosen format on stdout; failures one line each on stderr; exit 2 if any failed."""
-    from .commands.predict import EXIT_SOME_FAILED
     from .infer.sources import expand_inputs
     from .infer.writers import open_writer
 

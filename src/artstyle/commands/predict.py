@@ -8,9 +8,7 @@ import contextlib
 import os
 import sys
 
-from ..errors import ArtstyleError
-
-EXIT_SOME_FAILED = 2
+from ..errors import EXIT_SOME_FAILED, ArtstyleError
 # Below this many inputs the rows themselves show progress; above it a bar is worth its import.
 PROGRESS_MIN_INPUTS = 100
 FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "table"}

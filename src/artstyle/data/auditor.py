@@ -19,7 +19,8 @@ import pandas as pd
 from ..errors import ArtstyleError
 from ..config import TINY_SIDE
 from .duplicates import DEFAULT_PHASH_THRESHOLD, duplicate_groups, near_duplicate_pairs
-from .manifest import ManifestLike, manifest_or_scan, write_manifest
+from .manifest import ManifestLike, write_manifest
+from .scanner import manifest_or_scan
 
 METADATA_FEATURES = ["width", "height", "aspect", "bytes", "format", "mode"]
 MARKDOWN_LIST_LIMIT = 40  # rows per list in audit.md; the CSV files hold everything

@@ -156,17 +156,3 @@ def load_manifest(manifest: ManifestLike) -> pd.DataFrame:
     if isinstance(manifest, pd.DataFrame):
         return normalize_manifest(manifest, source="DataFrame")
     return read_manifest(manifest)
-
-
-def manifest_or_scan(source: ManifestLike, **scan_kwargs) -> pd.DataFrame:
-    """For commands that take 'a data folder or a manifest': scan folders, read CSV files."""
-    if isinstance(source, pd.DataFrame):
-        return load_manifest(source)
-    path = Path(source)
-    if path.is_dir():
-        from .scanner import scan
-
-        return scan(path, **scan_kwargs)
-    if not path.exists():
-        raise ArtstyleError(f"{path}: no such data folder or manifest")
-    return read_manifest(path)

@@ -18,7 +18,17 @@ from tqdm import tqdm
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import DEFAULT_MAX_PIXELS, is_image_file, open_image, read_header, resolve_link_stub
-from .manifest import MANIFEST_COLUMNS, class_indices, is_split_folder_name, normalize_split_name, write_manifest
+from ..system import cpu_count
+from .manifest import (
+    MANIFEST_COLUMNS,
+    ManifestLike,
+    class_indices,
+    is_split_folder_name,
+    load_manifest,
+    normalize_split_name,
+    read_manifest,
+    write_manifest,
+)
 
 # phash looks at a 32x32 grayscale thumbnail, so libjpeg may decode at 1/2, 1/4 or 1/8 scale
 # (draft mode) as long as both sides stay >= 64 px. Measured: a 12-megapixel photo takes 45 ms
@@ -40,12 +50,7 @@ class ImageEntry:
     group: str = ""  # where the image came from (source folder), for leave-groups-out validation
 
 
-def available_cpus() -> int:
-    """CPUs this process may use (the affinity mask, not the host's core count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
+available_cpus = cpu_count  # the one helper, under the name this module's callers know
 
 
 def _visible_subdirs(folder: Path) -> list[Path]:
@@ -251,3 +256,17 @@ def scan(
     if output is not None:
         write_manifest(df, output)
     return df
+
+
+def manifest_or_scan(source: ManifestLike, **scan_kwargs) -> pd.DataFrame:
+    """For commands that take 'a data folder or a manifest': scan folders, read CSV files.
+    (Here, beside the scanner, so that the manifest module need not import the scanner that
+    imports it.)"""
+    if isinstance(source, pd.DataFrame):
+        return load_manifest(source)
+    path = Path(source)
+    if path.is_dir():
+        return scan(path, **scan_kwargs)
+    if not path.exists():
+        raise ArtstyleError(f"{path}: no such data folder or manifest")
+    return read_manifest(path)

@@ -39,7 +39,7 @@ log = logging.getLogger("artstyle")
 
 def load_grouped_manifest(data) -> pd.DataFrame:
     """Valid rows of a data folder (scanned) or manifest CSV, with a ``group`` for every row."""
-    from ..data.manifest import manifest_or_scan
+    from ..data.scanner import manifest_or_scan
 
     frame = manifest_or_scan(data, progress=False) if not isinstance(data, pd.DataFrame) else data
     frame = frame[frame["valid"]].sort_values("path", kind="stable").reset_index(drop=True)

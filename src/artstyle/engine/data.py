@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRa
 
 from ..errors import ArtstyleError
 from ..images import open_image
+from ..system import cpu_count
 from .distributed import ShardSampler
 
 log = logging.getLogger("artstyle")
@@ -140,5 +141,5 @@ def default_workers(requested: int, device: str = "cpu") -> int:
     threads need half of them (oversubscribed OpenMP threads slow training down tenfold)."""
     if requested >= 0:
         return requested
-    cores = os.cpu_count() or 1
+    cores = cpu_count()
     return min(8, cores) if str(device).startswith("cuda") else max(1, cores // 2)

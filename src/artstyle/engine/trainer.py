@@ -9,7 +9,6 @@ Layout of ``runs/NAME``::
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import random
@@ -146,9 +145,12 @@ def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
 def load_data(cfg: TrainConfig, run_dir: Path, info: DistInfo) -> dict[str, pd.DataFrame]:
     """Rank 0 resolves (scans and splits) and saves the split; the other ranks read it."""
     data_dir = run_dir / "data"
-    if not (data_dir / "train.csv").is_file():
-        run_on_main(info, functools.partial(resolve_splits, cfg.data, data_dir, val=cfg.val, test=cfg.test,
-                                            seed=cfg.seed))
+
+    def save_split() -> None:  # rank 0 alone decides, so that every rank joins the broadcast
+        if not (data_dir / "train.csv").is_file():
+            resolve_splits(cfg.data, data_dir, val=cfg.val, test=cfg.test, seed=cfg.seed)
+
+    run_on_main(info, save_split)
     return resolve_splits(data_dir, None, val=cfg.val, test=cfg.test, seed=cfg.seed)
 
 

@@ -23,6 +23,7 @@ from PIL import Image
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, to_rgb
 from ..preprocess import preprocess
+from ..system import cpu_count  # noqa: F401 - also imported from here by serve
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -56,12 +57,6 @@ class Prediction:
                 "probs": dict(self.probs), "error": self.error}
 
 
-def cpu_count() -> int:
-    """CPUs this process may use (a container's or taskset's limit, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS, Windows
-        return os.cpu_count() or 1
 
 
 def resolve_model(model: str | os.PathLike | None) -> Path:
