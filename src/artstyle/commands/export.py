@@ -49,12 +49,11 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..errors import ArtstyleError
     from ..export import export_onnx
 
     logging.basicConfig(level=logging.WARNING, format="artstyle: %(message)s")
-    if args.int8 and (args.calibration_size < 1 or args.holdout_size < 1):
-        raise ArtstyleError("--calibration-size and --holdout-size must be at least 1")
+    if args.int8:
+        check_int8_args(args)  # before the export: a bad --calibration fails in a second, not after it
     card = export_onnx(args.run, args.output, opset=args.opset, parity_images=args.parity_images,
                        tolerance=args.tolerance, with_weights=args.with_weights)
     parity = card["parity"]
@@ -64,25 +63,31 @@ def run(args) -> int:
     print(f"parity vs PyTorch on {len(parity['images'])} images: max |dp| = {parity['max_abs_diff']:.1e} "
           f"(tolerance {parity['tolerance']:.0e}) - passed")
     if args.int8:
-        print_int8(quantize_args(args, card))
+        write_int8(args)
     return 0
 
 
-def quantize_args(args, card: dict) -> dict:
+def check_int8_args(args) -> None:
+    from ..errors import ArtstyleError
+    from ..quantize import images_from
+
+    if args.calibration_size < 1 or args.holdout_size < 1:
+        raise ArtstyleError("--calibration-size and --holdout-size must be at least 1")
+    for data in (args.calibration, args.holdout):
+        if data and not any(s.files for s in images_from(data).values()):
+            raise ArtstyleError(f"{data}: no images found")
+
+
+def write_int8(args) -> None:
+    from ..infer.predictor import int8_path
     from ..quantize import QuantSettings, quantize_model
 
     settings = QuantSettings(method=args.calibration_method, calibration_size=args.calibration_size)
-    from ..infer.predictor import int8_path
-
-    return dict(quantize_model(args.output, args.run, calibration=args.calibration, holdout=args.holdout,
-                          settings=settings, holdout_size=args.holdout_size, min_agreement=args.min_agreement),
-                path=str(int8_path(args.output)))
-
-
-def print_int8(card: dict) -> None:
+    card = quantize_model(args.output, args.run, calibration=args.calibration, holdout=args.holdout,
+                          settings=settings, holdout_size=args.holdout_size, min_agreement=args.min_agreement)
     q = card["quantization"]
     accuracy = (f"; accuracy fp32 {q['accuracy_fp32']:.2%} -> int8 {q['accuracy_int8']:.2%}"
                 if "accuracy_int8" in q else "")
-    print(f"wrote {card['path']} ({card['onnx_bytes'] / 1e6:.1f} MB): {q['calibration_method']} "
+    print(f"wrote {int8_path(args.output)} ({card['onnx_bytes'] / 1e6:.1f} MB): {q['calibration_method']} "
           f"calibration on {q['calibration_images']} images; vs fp32 on {q['holdout_images']} held-out images: "
           f"top-1 agreement {q['top1_agreement']:.2%}, max |dp| = {q['max_prob_diff']:.3f}{accuracy}")
