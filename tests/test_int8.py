@@ -169,3 +169,20 @@ def test_cli_defaults_are_the_library_defaults():
     for name in ("DEFAULT_CALIBRATION_SIZE", "DEFAULT_HOLDOUT_SIZE", "DEFAULT_METHOD", "DEFAULT_MIN_AGREEMENT",
                  "CALIBRATION_METHODS"):
         assert getattr(export_command, name) == getattr(quantize, name), name
+
+
+def test_server_serves_the_int8_model(int8_export, run_with_split):
+    from fastapi.testclient import TestClient
+
+    from artstyle.serve.app import create_app
+    from artstyle.serve.settings import ServeSettings
+
+    image = next(csv.DictReader(open(run_with_split / "data" / "test.csv")))["path"]
+    expected = artstyle.load(int8_export, precision="int8").predict(image)
+    with TestClient(create_app(ServeSettings(model=str(int8_export), precision="int8", threads=1))) as client:
+        assert client.get("/healthz").json()["model"] == "model.int8.onnx"
+        with open(image, "rb") as f:
+            response = client.post("/v1/predict", files=[("files", ("x.jpg", f.read(), "image/jpeg"))])
+    (answer,) = response.json()["results"]
+    assert answer["label"] == expected.label
+    assert answer["probabilities"] == pytest.approx(expected.probs, abs=1e-5)
