@@ -186,3 +186,57 @@ def test_server_serves_the_int8_model(int8_export, run_with_split):
     (answer,) = response.json()["results"]
     assert answer["label"] == expected.label
     assert answer["probabilities"] == pytest.approx(expected.probs, abs=1e-5)
+
+
+def statistics_graph(path):
+    """A tiny CNN whose head reads per-channel mean and std of a block's output, the way a
+    style-statistics model does: Conv -> Clip -> Conv -> {mean, sqrt(mean(x*x) - mean^2)} -> Gemm."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = {"w1": rng.normal(0, 0.3, (8, 3, 3, 3)), "w2": rng.normal(0, 0.3, (8, 8, 3, 3)),
+               "axes": np.array([2, 3]), "shape": np.array([0, -1]), "eps": np.array(1e-5),
+               "fc": rng.normal(0, 0.3, (3, 16)), "fc_b": np.zeros(3)}
+    inits = [numpy_helper.from_array(v.astype(np.int64 if k in ("axes", "shape") else np.float32), k)
+             for k, v in weights.items()]
+    nodes = [
+        helper.make_node("Conv", ["input", "w1"], ["c1"], name="stem", pads=[1, 1, 1, 1]),
+        helper.make_node("Clip", ["c1"], ["r1"], name="relu"),
+        helper.make_node("Conv", ["r1", "w2"], ["c2"], name="block", pads=[1, 1, 1, 1]),
+        helper.make_node("ReduceMean", ["c2", "axes"], ["mean"], name="mean", keepdims=0),
+        helper.make_node("Mul", ["c2", "c2"], ["sq"], name="square"),
+        helper.make_node("ReduceMean", ["sq", "axes"], ["mean_sq"], name="mean_sq", keepdims=0),
+        helper.make_node("Mul", ["mean", "mean"], ["mean2"], name="mean2"),
+        helper.make_node("Sub", ["mean_sq", "mean2"], ["var"], name="var"),
+        helper.make_node("Add", ["var", "eps"], ["var_eps"], name="var_eps"),
+        helper.make_node("Sqrt", ["var_eps"], ["std"], name="std"),
+        helper.make_node("Concat", ["mean", "std"], ["stats"], name="stats", axis=1),
+        helper.make_node("Gemm", ["stats", "fc", "fc_b"], ["logits"], name="head", transB=1),
+        helper.make_node("Softmax", ["logits"], ["probs"], name="softmax", axis=1),
+    ]
+    graph = helper.make_graph(nodes, "stats", [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, 16, 16])],
+                              [helper.make_tensor_value_info("probs", TensorProto.FLOAT, ["batch", 3])], inits)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+
+
+def test_statistics_head_stays_fp32(tmp_path):
+    import onnx
+
+    model = tmp_path / "stats.onnx"
+    statistics_graph(model)
+    calib = np.random.default_rng(1).normal(0, 1, (16, 3, 16, 16)).astype(np.float32)
+    kept = quantize.quantize_file(model, tmp_path / "stats.int8.onnx", calib, "input", quantize.QuantSettings())
+    assert kept[0] == "stem"
+    assert set(kept[1:]) == {"mean", "mean_sq", "mean2", "var", "var_eps", "std", "stats", "head", "softmax"}
+    graph = onnx.load(str(tmp_path / "stats.int8.onnx")).graph
+    node = {n.name: n for n in graph.node}
+    quantized = {i for n in graph.node if n.op_type == "QuantizeLinear" for i in n.input}
+    # The trunk's block conv takes int8 weights; the stem and the head keep their fp32 weights.
+    assert node["block"].input[1] != "w2" and node["stem"].input[1] == "w1" and node["head"].input[1] == "fc"
+    # No statistic is rounded to int8 (the block's output is, as any quantised conv's output is).
+    for name in kept[1:] + ["square"]:
+        assert not set(node[name].output) & quantized, name
+    fp32 = quantize.run_model(model, calib, "input")
+    int8 = quantize.run_model(tmp_path / "stats.int8.onnx", calib, "input")
+    assert np.abs(fp32 - int8).max() < 0.05

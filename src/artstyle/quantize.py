@@ -16,7 +16,8 @@ Which nodes stay fp32, and why:
   - the stem convolution: it sees the raw normalised pixels, whose range int8 represents worst;
   - everything downstream of a spatial reduction (global pooling, per-channel mean/std
     "style statistics", the classifier Gemm/MatMul, Softmax): a few thousand multiply-adds
-    on vectors, so int8 gains nothing there while its rounding lands straight on the logits.
+    on vectors, so int8 gains nothing there while its rounding lands straight on the logits;
+  - any op outside the convolutional trunk (TRUNK_OPS), e.g. the x * x of a variance.
 
 The export then measures the int8 model against the fp32 one on held-out images that
 calibration never saw (top-1 agreement, largest probability difference, accuracy on labelled
@@ -50,7 +51,11 @@ DEFAULT_MIN_AGREEMENT = 0.98
 CALIBRATION_BATCH = 16
 SEED = 0
 # Ops that reduce a feature map to a vector: what follows them is the head (fp32, see above).
-REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceL2", "GlobalAveragePool", "GlobalMaxPool")
+REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceSumSquare", "ReduceMax", "ReduceL2",
+              "GlobalAveragePool", "GlobalMaxPool")
+# The convolutional trunk's op types, the only ones quantised: an elementwise Mul/Pow/Sqrt/Div
+# (x * x for a variance, say) is cheap in fp32 and squares would waste int8's range.
+TRUNK_OPS = ("Conv", "Add", "Clip", "Relu", "MaxPool", "AveragePool", "Concat", "Resize")
 
 
 # ----------------------------------------------------------------------------- images
@@ -263,7 +268,7 @@ def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: 
             str(prepared), str(output), calibration_reader(input_name, calib),
             quant_format=QuantFormat.QDQ, per_channel=True,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-            calibrate_method=method, nodes_to_exclude=keep,
+            calibrate_method=method, nodes_to_exclude=keep, op_types_to_quantize=list(TRUNK_OPS),
             extra_options={"CalibPercentile": settings.percentile,
                            # Histograms of every activation otherwise stay in memory at once.
                            "CalibMaxIntermediateOutputs": 8},
