@@ -240,3 +240,13 @@ def test_statistics_head_stays_fp32(tmp_path):
     fp32 = quantize.run_model(model, calib, "input")
     int8 = quantize.run_model(tmp_path / "stats.int8.onnx", calib, "input")
     assert np.abs(fp32 - int8).max() < 0.05
+
+
+def test_calibration_folder_without_a_split_holds_out_the_rest(exported, shared_subset):
+    weights = exported.run / "weights" / "best.safetensors"  # a run that saved no split
+    with pytest.raises(ArtstyleError, match="no training split beside this checkpoint"):
+        quantize.choose_images(weights, None, None, 8, 100)
+    calib, held = quantize.choose_images(weights, shared_subset, None, 8, 100)
+    assert len(calib.files) == 8 and len(held.files) == 60 - 8
+    assert not set(calib.files) & set(held.files)
+    assert set(held.labels) == {"anime", "cartoon", "human"}  # class folders give the accuracy check labels

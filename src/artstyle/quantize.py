@@ -119,6 +119,10 @@ def images_from(data: str | os.PathLike) -> dict[str, ImageSet]:
     raise ArtstyleError(f"{path}: not a folder of images, a split folder or a manifest CSV")
 
 
+def first_with_files(sets: dict[str, ImageSet], names) -> ImageSet | None:
+    return next((sets[n] for n in names if n in sets and sets[n].files), None)
+
+
 def choose_images(weights: Path, calibration, holdout, calibration_size: int,
                   holdout_size: int) -> tuple[ImageSet, ImageSet]:
     """(calibration images, held-out images for the parity check), never overlapping.
@@ -127,33 +131,29 @@ def choose_images(weights: Path, calibration, holdout, calibration_size: int,
     if given, else the test split (else validation) of the calibration split dir or the run;
     failing both, the calibration pool's images that calibration did not use."""
     run_split = run_split_dir(weights)
-    calib_sets = images_from(calibration) if calibration else images_from(run_split) if run_split else None
-    if calib_sets is None:
+    if not calibration and not run_split:
         raise ArtstyleError(
             f"{weights}: no training split beside this checkpoint (RUN/data/train.csv); "
             f"pass --calibration with a folder of images like the ones the model will see"
         )
-    pool = calib_sets.get("train") or calib_sets["all"]
-    if not pool.files:
-        raise ArtstyleError(f"{pool.source or calibration}: no images found for calibration")
+    calib_sets = images_from(calibration or run_split)
+    pool = first_with_files(calib_sets, ("train", "all"))
+    if pool is None:
+        raise ArtstyleError(f"{calibration or run_split}: no images found for calibration")
+    calib = pool.sample(calibration_size)
 
     if holdout:
-        held = images_from(holdout)
-        held = held.get("test") or held.get("val") or held["all"]
+        held = first_with_files(images_from(holdout), ("test", "val", "all"))
     else:
         splits = calib_sets if "train" in calib_sets else images_from(run_split) if run_split else {}
-        held = next((splits[s] for s in ("test", "val") if s in splits and splits[s].files), None)
-    calib = pool.sample(calibration_size)
-    if held is None:  # no split anywhere: hold out what calibration did not take
-        taken = set(calib.files)
-        rest = [(f, lab) for f, lab in zip(pool.files, pool.labels) if f not in taken]
-        held = ImageSet([f for f, _ in rest], [lab for _, lab in rest], f"{pool.source} (not used for calibration)")
-    else:
-        taken = set(calib.files)
-        keep = [(f, lab) for f, lab in zip(held.files, held.labels) if f not in taken]
-        held = ImageSet([f for f, _ in keep], [lab for _, lab in keep], held.source)
-    if not held.files:
-        raise ArtstyleError(f"{held.source or holdout}: no held-out images left for the int8 parity check")
+        held = first_with_files(splits, ("test", "val"))
+    if held is None and not holdout:  # no split anywhere: hold out what calibration did not take
+        held = ImageSet(pool.files, pool.labels, f"{pool.source} (not used for calibration)")
+    taken = set(calib.files)
+    keep = [(f, lab) for f, lab in zip(held.files, held.labels) if f not in taken] if held else []
+    if not keep:
+        raise ArtstyleError(f"{holdout or pool.source}: no held-out images left for the int8 parity check")
+    held = ImageSet([f for f, _ in keep], [lab for _, lab in keep], held.source)
     return calib, held.sample(holdout_size)
 
 
