@@ -62,7 +62,7 @@ def speed(paths: dict[str, Path], batch: np.ndarray, threads: int, rounds: int =
     totals = dict.fromkeys(sessions, 0.0)
     for s in sessions.values():
         s.run(None, {s.get_inputs()[0].name: x})
-    for r in range(rounds):
+    for _ in range(rounds):
         for key, s in sessions.items():
             tick = time.perf_counter()
             for _ in range(calls):
@@ -115,7 +115,7 @@ def main() -> None:
         from artstyle.infer.sources import images_in_folder
         from artstyle.quantize import ImageSet
 
-        files = [Path(f) for f in images_in_folder(args.extra) 
+        files = [Path(f) for f in images_in_folder(args.extra)
                  if os.path.getsize(f) > 1024]  # v1's images are stored in v2 as links (or link-text files)
         extra = ImageSet(files, [f.parent.parent.name for f in files], args.extra).sample(args.extra_size)
         extra_arrays, extra = preprocess_files(extra, card)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Everything the test suite needs on a fresh machine, then the whole suite.
+# Everything the test suite needs on a fresh machine, then the linter and the whole suite.
 # torch/torchvision come from the wheels on this machine's disk (pip on Python 3.11 finds them);
 # the browser test drives Debian's Chromium (playwright cannot download browsers here).
 set -euo pipefail
@@ -8,4 +8,5 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 python -m pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[all]"
+python -m ruff check src tests bench scripts
 exec python -m pytest "$@"

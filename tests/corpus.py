@@ -162,6 +162,59 @@ def permission_checks_apply() -> bool:
     return not (hasattr(os, "geteuid") and os.geteuid() == 0)
 
 
+NOBODY = 65534  # the unprivileged user and group of Linux distributions
+
+
+def as_unprivileged(fn, *args):
+    """``fn(*args)`` as an ordinary user: here when not root, else in a forked child that drops
+    root for ``nobody`` (everything is imported already, so the child reads no packages).
+    Returns ``fn``'s result, or the exception it raised, as (type name, str)."""
+    if permission_checks_apply():
+        try:
+            return fn(*args)
+        except Exception as exc:  # noqa: BLE001 - handed back for the test to check
+            return type(exc).__name__, str(exc)
+    import pickle
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgroups([])
+            os.setgid(NOBODY)
+            os.setuid(NOBODY)
+            try:
+                outcome = fn(*args)
+            except Exception as exc:  # noqa: BLE001
+                outcome = (type(exc).__name__, str(exc))
+            with os.fdopen(write_end, "wb") as pipe:
+                pickle.dump(outcome, pipe)
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        data = pipe.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)  # our own child's answer
+
+
+def unprivileged_copy(path: Path, tmp_root: Path | None = None) -> tuple[Path, Path]:
+    """``path``'s bytes with its mode in a folder ``nobody`` can enter (pytest's tmp folders are
+    root's alone), plus a readable copy beside it: (file, readable control)."""
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="artstyle-perm-", dir=tmp_root))
+    folder.chmod(0o755)
+    path.chmod(0o600)
+    target, control = folder / path.name, folder / f"readable_{path.name}"
+    for copy in (target, control):
+        copy.write_bytes(path.read_bytes())
+        copy.chmod(0o644)
+    target.chmod(0)
+    path.chmod(0)
+    return target, control
+
+
 def expected_invalid(files: dict[str, Path]) -> set[str]:
     """Names in ``files`` that must fail to load on this machine."""
     names = set(files) & INVALID

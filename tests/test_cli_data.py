@@ -128,6 +128,6 @@ def test_show_and_audit_need_something_to_read(tmp_path, capsys):
 
 
 def test_bad_flag_values_are_usage_errors(tmp_path, capsys):
-    # Exit 1 like every user error: artstyle keeps exit code 2 for "some inputs failed".
-    assert main(["data", "split", str(tmp_path / "m.csv"), "--val", "1.5"]) == 1
+    # argparse's usage error: exit 2, as `predict --help` and every Unix tool say.
+    assert main(["data", "split", str(tmp_path / "m.csv"), "--val", "1.5"]) == 2
     assert "fraction" in capsys.readouterr().err

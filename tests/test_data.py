@@ -32,6 +32,7 @@ COLUMNS = [
     "valid",
     "error",
     "split",
+    "group",
 ]
 
 
@@ -196,7 +197,7 @@ def synthetic_manifest(counts: dict[str, int], seed=0, dup_groups=0, dup_size=3)
                 copy["phash"] = f"{h ^ (0b11 << (7 * k)):016x}"
                 copy["sha256"] = f"near{g}_{k}"
             df = pd.concat([df, copy.to_frame().T], ignore_index=True)
-    df = df.assign(width=64, height=64, format="JPEG", mode="RGB", bytes=1000, valid=True, error="", split="")
+    df = df.assign(width=64, height=64, format="JPEG", mode="RGB", bytes=1000, valid=True, error="", split="", group="")
     return df[COLUMNS]
 
 

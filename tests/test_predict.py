@@ -45,6 +45,19 @@ def test_paths_images_bytes_and_files_agree(clf, exported):
         assert clf.predict(other).probs == pytest.approx(by_path.probs, abs=1e-6)
 
 
+def test_bytearray_and_memoryview_inputs_are_bytes_too(clf, exported):
+    data = exported.images[2].read_bytes()
+    expected = clf.predict(data)
+    for other in (bytearray(data), memoryview(data)):
+        assert clf.predict(other).probs == pytest.approx(expected.probs, abs=1e-6)
+    # A bad one is an error record with errors="return", never a crash.
+    bad = clf.predict(bytearray(b"junk"), errors="return")
+    assert not bad.ok and bad.source == "<bytes 0>" and "not an image" in bad.error
+    assert clf.predict([data, bytearray(b"")], errors="return")[1].error == "empty file (0 bytes)"
+    with pytest.raises(ImageLoadError, match="not an image"):
+        clf.predict(bytearray(b"junk"))
+
+
 def test_batched_equals_one_by_one_and_keeps_order(clf, exported):
     many = clf.predict(exported.images)
     assert [p.source for p in many] == [str(p) for p in exported.images]
@@ -167,16 +180,16 @@ def test_fetch_url_checks_type_size_and_reachability(exported):
     routes = {"/ok.jpg": ("image/jpeg", jpeg), "/page": ("text/html; charset=utf-8", b"<html></html>"),
               "/big.jpg": ("image/jpeg", b"\xff" * 5000), "/raw": ("application/octet-stream", jpeg)}
     with LocalServer(routes) as server:
-        assert fetch_url(server.url("/ok.jpg")) == jpeg
-        assert fetch_url(server.url("/raw")) == jpeg
+        assert fetch_url(server.url("/ok.jpg"), allow_private=True) == jpeg
+        assert fetch_url(server.url("/raw"), allow_private=True) == jpeg
         with pytest.raises(ImageLoadError, match=r"not an image \(server sent text/html\)"):
-            fetch_url(server.url("/page"))
+            fetch_url(server.url("/page"), allow_private=True)
         with pytest.raises(ImageLoadError, match="too large"):
-            fetch_url(server.url("/big.jpg"), max_bytes=4000)
+            fetch_url(server.url("/big.jpg"), max_bytes=4000, allow_private=True)
         with pytest.raises(ImageLoadError, match="HTTP 404"):
-            fetch_url(server.url("/missing.jpg"))
+            fetch_url(server.url("/missing.jpg"), allow_private=True)
     with pytest.raises(ImageLoadError, match="cannot reach"):
-        fetch_url(closed_port_url(), timeout=2)
+        fetch_url(closed_port_url(), timeout=2, allow_private=True)
 
 
 # ----------------------------------------------------------------------------- writers

@@ -79,13 +79,18 @@ def test_urls_good_html_too_large_and_unreachable(predict, exported):
               "/huge.jpg": ("image/jpeg", jpeg + b"\0" * (2 * 1024 * 1024))}
     with LocalServer(routes) as server:
         urls = [server.url("/cat.jpg"), server.url("/index.html"), server.url("/huge.jpg"), closed_port_url()]
-        code, out, err = predict(*urls, "--format", "csv", "--max-download-mb", "1", "--timeout", "3")
+        code, out, err = predict(*urls, "--format", "csv", "--max-download-mb", "1", "--timeout", "3",
+                                 "--allow-private-urls")
+        refused_code, refused_out, refused_err = predict(urls[0], "--format", "csv")
     rows = read_csv(out)
     assert code == 2 and [r["path"] for r in rows] == urls
     assert rows[0]["label"] in CLASSES and rows[0]["error"] == ""
     assert "not an image (server sent text/html)" in rows[1]["error"]
     assert "too large" in rows[2]["error"] and "cannot reach" in rows[3]["error"]
     assert len([line for line in err.splitlines() if line.startswith("artstyle: error: http")]) == 3
+    # Without the option, this machine's own address is refused (a row with the reason, exit 2).
+    assert refused_code == 2 and "refused: 127.0.0.1 is a loopback address" in read_csv(refused_out)[0]["error"]
+    assert "Traceback" not in refused_err
 
 
 def test_formats_output_file_and_top_k(predict, exported, tmp_path):
@@ -180,3 +185,13 @@ def test_explain_without_weights_is_a_clear_error(exported, tmp_path, capsys):
     assert "export with --with-weights" in capsys.readouterr().err
     assert main(["predict", str(exported.images[0]), "--explain"]) == 1
     assert "--explain needs -o DIR" in capsys.readouterr().err
+
+
+def test_usage_errors_exit_2_as_the_help_says(exported, capsys):
+    assert main(["predict", "--help"]) == 0
+    assert "is rejected by the argument parser with its usage message (exit 2)" in capsys.readouterr().out
+    assert main(["predict", str(exported.images[0]), "--top-k", "two"]) == 2
+    assert "usage:" in capsys.readouterr().err
+    assert main(["predict"]) == 2  # no input at all
+    assert main(["predict", str(exported.images[0]), "--top-k", "0", "--model", str(exported.onnx)]) == 1  # a bad value
+    assert "--top-k must be at least 1" in capsys.readouterr().err

@@ -8,7 +8,6 @@ import asyncio
 import base64
 import io
 import json
-import os
 import re
 import select
 import socket
@@ -18,7 +17,6 @@ import time
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -26,7 +24,7 @@ import artstyle
 from artstyle.cli import main
 from artstyle.serve import ServeSettings, create_app
 from corpus import EXPECTED_REASON, expected_invalid, png_claiming_size
-from predict_support import CLASSES, IMAGE_SIZE, copy_model
+from predict_support import CLASSES, copy_model
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
@@ -82,10 +80,6 @@ def test_healthz_reports_model_limits_and_explain(client):
                                 "request_timeout_s": 30.0}
     assert health["explain"] == {"available": True, "detail": None}  # torch here, weights beside the model
     assert health["batching"]["max_batch"] == ServeSettings().max_batch
-
-
-def test_model_card(client, exported):
-    assert client.get("/v1/model").json() == exported.card
 
 
 def test_predict_several_images_matches_the_predictor(client, classifier, exported):
@@ -169,7 +163,8 @@ def test_empty_and_non_image_bodies(client):
 def test_decompression_bomb_refused_from_its_header(small_client, client):
     bomb = png_claiming_size(30000, 30000)
     assert_error(client.post("/v1/predict", content=bomb, headers={"Content-Type": "image/png"}),
-                 422, "unprocessable_image", "30000x30000")
+                 422, "unprocessable_image", "too large")
+    assert "900 megapixels" in client.post("/v1/predict", content=bomb, headers={"Content-Type": "image/png"}).text
     # The pixel limit is configurable: 1 MP refuses a 2 MP header too.
     assert_error(small_client.post("/v1/predict", content=png_claiming_size(2000, 1000)), 422, words="too large")
 
@@ -507,3 +502,104 @@ def test_two_worker_processes(exported, tmp_path):
         answers = [post_image(server, p, timeout=30) for p in exported.images[:4]]
         assert all(a.status_code == 200 for a in answers)
         assert httpx.get(server.url + "/healthz").json()["limits"]["max_images"] == 32
+
+
+# ----------------------------------------------------------------------------- explain, model card, access
+
+
+def test_model_card_is_the_public_part(client, exported):
+    card = client.get("/v1/model").json()
+    assert "source_checkpoint" in exported.card  # the full card knows where it came from...
+    assert "source_checkpoint" not in card and "data" not in card.get("training", {})  # ...the API does not say
+    assert "images" not in card.get("parity", {})
+    assert card["classes"] == CLASSES and card["image_size"] == exported.card["image_size"]
+    assert card["onnx_sha256"] == exported.card["onnx_sha256"] and card["test_metrics"] == exported.card["test_metrics"]
+    text = json.dumps(card)
+    assert str(exported.run.parent) not in text and "/nowhere" not in text
+
+
+def test_api_key_guards_the_api_but_not_health_or_page(exported, classifier):
+    settings = ServeSettings(model=str(exported.onnx), api_key="s3cret")
+    with TestClient(create_app(settings, classifier)) as c:
+        files = multipart(exported.images[0])
+        assert_error(c.post("/v1/predict", files=files), 401, "unauthorized", "Authorization: Bearer")
+        assert_error(c.get("/v1/model"), 401, "unauthorized")
+        wrong = c.post("/v1/predict", files=files, headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401 and wrong.headers["www-authenticate"] == "Bearer"
+        right = {"Authorization": "Bearer s3cret"}
+        assert c.post("/v1/predict", files=files, headers=right).json()["results"][0]["label"] in CLASSES
+        assert c.get("/v1/model", headers=right).json()["classes"] == CLASSES
+        assert c.get("/healthz").status_code == 200 and c.get("/").status_code == 200
+
+
+def test_serving_beyond_loopback_needs_a_key_or_insecure_public(capsys, tmp_path, monkeypatch):
+    missing = str(tmp_path / "missing.onnx")  # the model check comes after the exposure check
+    monkeypatch.delenv("ARTSTYLE_API_KEY", raising=False)
+    assert main(["serve", "--host", "0.0.0.0", "--model", missing]) == 1
+    err = capsys.readouterr().err
+    assert "--host 0.0.0.0 is reachable from other machines" in err and len(err.strip().splitlines()) == 1
+    for extra in (["--insecure-public"], ["--api-key", "k"]):
+        assert main(["serve", "--host", "0.0.0.0", "--model", missing, *extra]) == 1
+        assert "model not found" in capsys.readouterr().err
+    monkeypatch.setenv("ARTSTYLE_API_KEY", "k")
+    assert main(["serve", "--host", "0.0.0.0", "--model", missing]) == 1
+    assert "model not found" in capsys.readouterr().err
+    monkeypatch.delenv("ARTSTYLE_API_KEY")
+    for host in ("127.0.0.1", "localhost", "::1"):  # this machine only: no key needed
+        assert main(["serve", "--host", host, "--model", missing]) == 1
+        assert "model not found" in capsys.readouterr().err
+
+
+def timed_post(client, url: str, files) -> tuple[httpx.Response, float]:
+    start = time.perf_counter()
+    response = client.post(url, files=files)
+    return response, time.perf_counter() - start
+
+
+def test_predictions_keep_their_latency_while_explains_run(exported, classifier):
+    """Grad-CAM runs on its own thread: a prediction does not wait for the heatmaps in progress."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = ServeSettings(model=str(exported.onnx), max_explain_queue=4)
+    one, many = multipart(exported.images[0]), multipart(*exported.images[:6] * 2)
+    with TestClient(create_app(settings, classifier)) as c:
+        assert timed_post(c, "/v1/predict?explain=true", one)[0].json()["results"][0]["heatmap_png"]  # torch loaded
+        alone = sorted(timed_post(c, "/v1/predict", one)[1] for _ in range(7))[3]
+        explainer = c.app.state.explainer
+        with ThreadPoolExecutor(2) as pool:
+            explains = [pool.submit(timed_post, c, "/v1/predict?explain=true", many) for _ in range(2)]
+            while explainer.pending < 2:
+                time.sleep(0.005)
+            during = []
+            while explainer.pending and len(during) < 20:
+                response, seconds = timed_post(c, "/v1/predict", one)
+                assert response.status_code == 200
+                during.append(seconds)
+            heatmaps_s = max(f.result()[1] for f in explains) / (2 * 12)  # 24 heatmaps, one at a time
+    during.sort()
+    median = during[len(during) // 2]
+    print(f"prediction alone {alone * 1e3:.0f} ms, during explains {median * 1e3:.0f} ms (n={len(during)}), "
+          f"one heatmap {heatmaps_s * 1e3:.0f} ms")
+    assert len(during) >= 5
+    # Queued behind the explain work (as before), a prediction waited for the heatmap in progress
+    # and any queued before it: at least about half a heatmap, usually more.
+    assert median < 0.5 * heatmaps_s
+
+
+def test_explain_requests_beyond_the_queue_get_503(exported, classifier):
+    from concurrent.futures import ThreadPoolExecutor
+
+    settings = ServeSettings(model=str(exported.onnx), max_explain_queue=1)
+    many = multipart(*exported.images[:6] * 2)
+    with TestClient(create_app(settings, classifier)) as c:
+        explainer = c.app.state.explainer
+        with ThreadPoolExecutor(1) as pool:
+            first = pool.submit(c.post, "/v1/predict?explain=true", files=many)
+            while explainer.pending < 1:
+                time.sleep(0.005)
+            refused = c.post("/v1/predict?explain=true", files=multipart(exported.images[0]))
+            plain = c.post("/v1/predict", files=multipart(exported.images[0]))
+            assert first.result().status_code == 200
+    assert_error(refused, 503, "unavailable", "explain queue is full")
+    assert refused.headers["retry-after"] == "2"
+    assert plain.status_code == 200  # predictions are not limited by the explain queue

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 import signal
 import subprocess
@@ -15,8 +16,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from artstyle.cli import main
+from artstyle.config import TrainConfig
 from artstyle.engine import evaluate, train
 from artstyle.errors import ArtstyleError
 
@@ -86,7 +89,7 @@ def test_evaluate_cli_writes_report_and_prints_summary(tiny_run, tmp_path, capsy
 def test_probe_mode_fits_a_linear_head_on_cached_features(shared_subset, tmp_path):
     result = train(data=str(shared_subset), output=str(tmp_path / "probe"), mode="probe", **TINY)
     run = result.run_dir
-    assert (run / "features.safetensors").is_file()
+    assert len(list((run / "features").glob("*.safetensors"))) == 1
     history = pd.read_csv(run / "history.csv")
     assert "C" in history and len(history) >= 3
     # The probe's checkpoint is an ordinary model: evaluate reproduces its validation accuracy.
@@ -95,39 +98,99 @@ def test_probe_mode_fits_a_linear_head_on_cached_features(shared_subset, tmp_pat
     assert metrics["accuracy"] >= 0.8  # frozen ImageNet features separate these styles well
 
 
-def wait_for_epochs(history: Path, epochs: int, proc: subprocess.Popen, timeout: float = 300) -> None:
+def test_style_probe_shares_its_feature_cache_and_exports(shared_subset, tmp_path):
+    """The style head: features computed once for two runs, a temperature fitted on val, and an
+    ONNX export whose probabilities match PyTorch's (the statistics are ordinary graph ops)."""
+    from artstyle.export import export_onnx
+
+    cache = tmp_path / "cache"
+    settings = dict(data=str(shared_subset), mode="probe", head="style", balance="groups",
+                    feature_cache=str(cache), **TINY)
+    first = train(output=str(tmp_path / "a"), **settings)
+    (stored,) = cache.glob("*.safetensors")
+    written = stored.stat().st_mtime_ns
+    second = train(output=str(tmp_path / "b"), **settings)
+    assert stored.stat().st_mtime_ns == written  # nothing recomputed
+    assert second.best["val_acc"] == first.best["val_acc"] >= 0.8
+    card = export_onnx(second.run_dir, tmp_path / "style.onnx")
+    meta = json.loads((second.run_dir / "weights" / "best.json").read_text())
+    assert card["head"] == "style" and card["temperature"] == pytest.approx(meta["temperature"])
+    assert meta["temperature"] > 0
+    assert card["parity"]["passed"]
+
+
+def kill_when(proc: subprocess.Popen, condition, timeout: float = 300) -> None:
+    """SIGKILL the training process (as kill -9 would) the moment ``condition()`` holds."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if history.is_file() and len(pd.read_csv(history)) >= epochs:
+        if condition():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
             return
         if proc.poll() is not None:
-            pytest.fail(f"training ended early: {proc.stderr.read()}")
-        time.sleep(0.2)
-    pytest.fail("training did not reach the epoch in time")
+            pytest.fail(f"training ended before the kill point: {proc.stderr.read()[-2000:]}")
+        time.sleep(0.001)
+    pytest.fail("training did not reach the kill point in time")
 
 
-def test_resume_after_kill_matches_an_uninterrupted_run(shared_subset, tmp_path):
-    args = [str(shared_subset), "--epochs", "3", "--image-size", "48", "--workers", "0", "--batch-size", "16",
-            "--freeze-epochs", "1"]
-    straight = train(data=str(shared_subset), output=str(tmp_path / "straight"), epochs=3, freeze_epochs=1, **TINY)
+def temp_files(folder: Path, name: str) -> list[str]:
+    """atomic_write's temporary files for ``name`` (present only while it is being written)."""
+    try:
+        return [e.name for e in os.scandir(folder) if e.name.startswith(f".{name}.") and e.name.endswith(".tmp")]
+    except FileNotFoundError:
+        return []
+
+
+def comparable_history(run: Path) -> pd.DataFrame:
+    return pd.read_csv(run / "history.csv").drop(columns=["seconds", "images_per_s", "data_wait_frac"])
+
+
+def test_kill_9_at_any_moment_resumes_to_the_uninterrupted_result(shared_subset, tmp_path):
+    """kill -9 during the commit of an epoch, while the weights views are written and at a random
+    moment, with loader workers; each time --resume; the end result equals an uninterrupted run."""
+    args = ["train", str(shared_subset), "--epochs", "3", "--image-size", "48", "--workers", "2",
+            "--batch-size", "16", "--freeze-epochs", "1", "--test", "0.15"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}  # same threads in every process: same arithmetic
+    straight = tmp_path / "straight"
+    done = subprocess.run([sys.executable, "-m", "artstyle", *args, "-o", str(straight)], capture_output=True,
+                          text=True, timeout=600, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
 
     killed = tmp_path / "killed"
-    proc = subprocess.Popen([sys.executable, "-m", "artstyle", "train", *args, "-o", str(killed)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    wait_for_epochs(killed / "history.csv", 1, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert len(pd.read_csv(killed / "history.csv")) < 3
+    weights = killed / "weights"
 
-    resumed = run_cli(["train", "--resume", str(killed)])
-    assert resumed.returncode == 0, resumed.stderr
-    assert "resumed" in resumed.stderr
-    best_straight = json.loads((straight.run_dir / "weights/best.json").read_text())["metrics"]
-    best_resumed = json.loads((killed / "weights/best.json").read_text())["metrics"]
-    assert best_resumed["epoch"] == best_straight["epoch"]
-    assert best_resumed["val_acc"] == pytest.approx(best_straight["val_acc"], abs=0.003)
-    assert best_resumed["val_loss"] == pytest.approx(best_straight["val_loss"], rel=0.01)
-    assert list(pd.read_csv(killed / "history.csv")["epoch"]) == [0, 1, 2]
+    def launch(argv):
+        return subprocess.Popen([sys.executable, "-m", "artstyle", *argv], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, text=True, env=env)
+
+    resume = ["train", "--resume", str(killed)]
+    # 1. While state.pt of epoch 1 is being written (epoch 0's is already there).
+    proc = launch([*args, "-o", str(killed)])
+    kill_when(proc, lambda: (weights / "state.pt").is_file() and temp_files(weights, "state.pt"))
+    assert temp_files(weights, "state.pt")  # killed mid-write: its temporary file is left behind
+    # 2. While the last-weights view is written, after a commit.
+    proc = launch(resume)
+    kill_when(proc, lambda: temp_files(weights, "last.safetensors"))
+    # 3. At a random moment.
+    delay = random.Random().uniform(1.0, 12.0)
+    print(f"third kill after {delay:.2f}s")
+    proc = launch(resume)
+    start = time.time()
+    kill_when(proc, lambda: time.time() - start > delay)
+
+    finished = subprocess.run([sys.executable, "-m", "artstyle", *resume], capture_output=True, text=True,
+                              timeout=600, env=env)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    pd.testing.assert_frame_equal(comparable_history(killed), comparable_history(straight), rtol=1e-5)
+    for name in ("best", "last"):
+        ours, theirs = (json.loads((run / f"weights/{name}.json").read_text()) for run in (killed, straight))
+        assert ours["epoch"] == theirs["epoch"]
+        assert ours["metrics"]["val_loss"] == pytest.approx(theirs["metrics"]["val_loss"], rel=1e-5)
+        a, b = (load_file(run / f"weights/{name}.safetensors") for run in (killed, straight))
+        assert a.keys() == b.keys() and all(torch.allclose(a[k], b[k], atol=1e-5) for k in a)
+    test_ours, test_theirs = (json.loads((run / "test/metrics.json").read_text()) for run in (killed, straight))
+    assert test_ours["accuracy"] == test_theirs["accuracy"]
+    assert not temp_files(weights, "state.pt")  # the resume cleared the leftovers
 
 
 def test_resume_with_a_different_config_is_refused_and_overwrites_nothing(tiny_run):
@@ -160,6 +223,42 @@ def test_ddp_on_cpu_with_two_processes(shared_subset, tmp_path):
     history = pd.read_csv(out / "history.csv")
     assert len(history) == 2 and history["train_acc"].between(0, 1).all()
     assert (out / "weights/best.safetensors").is_file() and (out / "test/metrics.json").is_file()
+    # Validation counts every image once (9 images on 2 ranks: no padded duplicate).
+    assert (history["val_images"] == len(pd.read_csv(out / "data/val.csv"))).all()
+    assert len(pd.read_csv(out / "data/val.csv")) % 2 == 1
+
+    # The commit holds each rank's own RNG, and a resume on rank 1 takes rank 1's.
+    from artstyle.engine.checkpoint import load_model
+    from artstyle.engine.distributed import DistInfo
+    from artstyle.engine.trainer import EarlyStopping, build_optimizer, load_resume_state, restore_state
+
+    state = load_resume_state(out)
+    assert len(state["rng"]) == 2 and not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    model = load_model(out)[0]
+    cfg = TrainConfig.from_dict(json.loads((out / "config.json").read_text()))
+    optimizer = build_optimizer(cfg, model)
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer)
+    torch.manual_seed(0)
+    start, _, _ = restore_state(out, model, optimizer, scheduler, EarlyStopping(5, "min"), DistInfo(1, 1, 2))
+    assert start == 2 and torch.equal(torch.get_rng_state(), state["rng"][1]["torch"])
+
+
+def test_ddp_failure_on_rank_0_ends_every_rank_with_its_reason(shared_subset, tmp_path):
+    """Rank 0 scans and splits alone; when that fails the other rank must not wait for ever."""
+    data = tmp_path / "data"
+    shutil.copytree(shared_subset, data, symlinks=True)
+    (data / "broken").mkdir()
+    (data / "broken" / "a.jpg").write_bytes(b"not an image")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "artstyle", "train",
+         str(data), "-o", str(tmp_path / "run"), "--epochs", "1", "--image-size", "48", "--workers", "0"],
+        capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    assert done.returncode != 0
+    assert "class 'broken' has no training images" in done.stderr
+    assert "stopped: rank 0 failed (class 'broken' has no training images" in done.stderr  # rank 1's own line
+    # No rank died of a broken connection (torchrun itself still reports the failed ranks its way).
+    assert "Connection closed" not in done.stderr and "[rank1]: Traceback" not in done.stderr
 
 
 def test_compare_trains_each_backbone_on_one_split_and_reports_the_unavailable(shared_subset, tmp_path):
@@ -217,3 +316,24 @@ def test_corrupt_checkpoint_is_refused_in_one_line(tiny_run, tmp_path):
     (bad / "weights/best.safetensors").write_bytes(data[: len(data) // 2])
     done = run_cli(["evaluate", str(bad), str(tiny_run.run_dir / "data/val.csv"), "-o", str(tmp_path / "e")])
     assert done.returncode == 1 and "corrupt" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_misspelt_training_option_is_refused_with_the_nearest_name(tmp_path):
+    with pytest.raises(ArtstyleError, match="unknown training option 'epoch'; did you mean 'epochs'"):
+        train(data=str(tmp_path), output=str(tmp_path / "run"), epoch=5)
+    with pytest.raises(ArtstyleError, match="did you mean 'batch_size'"):
+        train(TrainConfig(data=str(tmp_path)), batchsize=8)
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_resume_with_an_unknown_key_in_config_json_is_one_line(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({**TrainConfig().to_dict(), "learning_rate": 0.1}))
+    assert main(["train", "--resume", str(run)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err
+    assert f"{run / 'config.json'}: unknown training option 'learning_rate'" in err
+    (run / "config.json").write_text("{not json")
+    assert main(["train", "--resume", str(run)]) == 1
+    assert "not valid JSON" in capsys.readouterr().err

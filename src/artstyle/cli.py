@@ -2,7 +2,8 @@
 
 Each sub-command lives in ``artstyle/commands/<name>.py`` and exposes ``register(subparsers)``;
 heavy imports (torch, pandas) happen inside the handlers so ``artstyle predict`` starts fast.
-Errors the user can fix (``ArtstyleError``) print one line and exit 1, never a traceback.
+Errors the user can fix (``ArtstyleError``) print one line and exit 1, never a traceback; a
+malformed command line is argparse's usage message and exit 2, as for any Unix tool.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import sys
 from . import __version__
 from .errors import ArtstyleError
 
-COMMANDS = ("data", "train", "evaluate", "compare", "export", "predict", "serve")
+COMMANDS = ("data", "train", "crossval", "evaluate", "compare", "export", "predict", "serve")
 
 EXIT_USER_ERROR = 1
 
@@ -31,12 +32,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def lift_pillow_limit() -> None:
+    """The artstyle command is a process of its own, where artstyle's --max-pixels (checked from
+    the header, with a clearer message) should decide rather than Pillow's fixed limit. Importing
+    artstyle as a library leaves Pillow's settings alone."""
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = None
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:
-        # argparse exits 2 on a usage error; artstyle keeps 2 for "some inputs failed".
-        return EXIT_USER_ERROR if exc.code == 2 else int(exc.code or 0)
+        return int(exc.code or 0)  # --help, --version: 0; a usage error: argparse's 2
+    lift_pillow_limit()
     try:
         return int(args.func(args) or 0)
     except ArtstyleError as exc:

@@ -6,7 +6,10 @@ result can be traced to how it was made; ``--resume`` refuses a run whose config
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import asdict, dataclass, field, fields
+
+from .errors import ArtstyleError
 
 
 def opt(default, help: str, choices: tuple | None = None):
@@ -29,12 +32,17 @@ class TrainConfig:
     image_size: int = opt(150, "the seed notebook's 150x150")
     drop_rate: float = opt(0.2, "dropout before the classifier, as in the seed")
     hidden: int = opt(0, "optional hidden layer in the head (0 = linear head)")
+    head: str = opt("pooled", "pooled (timm's head on the last layer) or style (per-channel mean and std of "
+                    "every level plus the pooled features: sees how a picture is drawn)", ("pooled", "style"))
     # --- schedule ---
     mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + linear head)", ("finetune", "probe"))
     epochs: int = opt(20, "maximum epochs (early stopping usually ends sooner)")
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
     lr: float = opt(1e-3, "initial learning rate")
+    feature_cache: str = opt("", "probe/crossval: folder of frozen features kept per image, shared between runs "
+                                 "(default: inside the run directory)")
+    probe_c: float = opt(0.0, "probe: inverse L2 strength C of the logistic head; 0 = choose it on the val split")
     weight_decay: float = opt(0.01, "decoupled weight decay (AdamW)")
     label_smoothing: float = opt(0.1, "label smoothing of the training loss")
     freeze_epochs: int = opt(1, "warm-up epochs training only the head, then full fine-tuning")
@@ -50,7 +58,9 @@ class TrainConfig:
     rescale_p: float = opt(0.5, "random down-and-up scaling: ... nor on resolution")
     border_p: float = opt(0.2, "random solid borders / letterboxing: ... nor on framing")
     grayscale_p: float = 0.1
-    balance: str = opt("none", "none, weights (class-weighted loss) or sampler (balanced batches)", ("none", "weights", "sampler"))
+    balance: str = opt("none", "none, weights (class-weighted loss), sampler (balanced batches) or groups (probe: "
+                       "every group weighs the same, so that big sources do not decide the model)",
+                       ("none", "weights", "sampler", "groups"))
     # --- system ---
     seed: int = 42
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")
@@ -61,9 +71,25 @@ class TrainConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict) -> "TrainConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_dict(cls, data: dict, source: str = "") -> "TrainConfig":
+        """``source`` (e.g. a config.json path) names where the settings came from in errors."""
+        check_option_names(data, source)
+        return cls(**data)
+
+
+def check_option_names(options, source: str = "") -> None:
+    """A misspelt option must not be ignored (``epoch=5`` would train the default 20 epochs):
+    refuse it, with the nearest known name, as scikit-learn and Ultralytics do."""
+    known = [f.name for f in fields(TrainConfig)]
+    unknown = [name for name in options if name not in known]
+    if not unknown:
+        return
+    name = unknown[0]
+    close = difflib.get_close_matches(name, known, n=1)
+    hint = f"; did you mean '{close[0]}'?" if close else f"; known options: {', '.join(known)}"
+    where = f"{source}: " if source else ""
+    more = f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else ""
+    raise ArtstyleError(f"{where}unknown training option '{name}'{more}{hint}")
 
 
 # Near-duplicate threshold (Hamming distance of 64-bit perceptual hashes), used by data split and
@@ -79,4 +105,4 @@ DEFAULT_PHASH_THRESHOLD = 4
 TINY_SIDE = 32  # px: below this on the short side there is little style left to see (data audit)
 
 # Settings that may differ between an interrupted run and its --resume.
-RESUMABLE_OVERRIDES = {"workers", "device", "output"}
+RESUMABLE_OVERRIDES = {"workers", "device", "output", "feature_cache"}

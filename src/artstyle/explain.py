@@ -52,22 +52,40 @@ def verify_weights(weights: Path) -> None:
         raise ArtstyleError(f"{weights}: sha256 does not match its model card; the file is damaged or was modified")
 
 
-def grad_cam(model: torch.nn.Module, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """(probabilities N x classes, heatmaps N x h x w in [0, 1]) for the predicted classes.
+def last_feature_map(model: torch.nn.Module, batch: torch.Tensor):
+    """(last feature map, logits), the map part of the autograd graph. timm's forward_features /
+    forward_head split gives it directly; the style head reads the backbone at every level, so
+    its last map is caught on the way with a hook (Grad-CAM then explains the part of the score
+    that flows through that map, as it does for any CNN)."""
+    from .models.style import StyleClassifier
+
+    if not isinstance(model, StyleClassifier):
+        features = model.forward_features(batch)
+        return features, (model.forward_head(features) if features.ndim == 4 else None)
+    caught = {}
+    handle = model.backbone.bn2.register_forward_hook(lambda _m, _i, out: caught.setdefault("map", out))
+    try:
+        logits = model(batch)
+    finally:
+        handle.remove()
+    return caught["map"], logits
+
+
+def grad_cam(model: torch.nn.Module, batch: torch.Tensor, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """(probabilities N x classes at ``temperature``, heatmaps N x h x w in [0, 1]) for the
+    predicted classes.
 
     Grad-CAM on the last feature map: each channel weighted by the mean gradient of the class
-    score, summed, ReLU. timm's forward_features/forward_head split gives that feature map
-    without hooks."""
+    score, summed, ReLU."""
     with torch.enable_grad():
-        features = model.forward_features(batch)
+        features, logits = last_feature_map(model, batch)
         if features.ndim != 4:
             raise ArtstyleError("--explain needs a convolutional backbone (its features are not a 2-D map)")
-        logits = model.forward_head(features)
         chosen = logits.argmax(1, keepdim=True)
         (grads,) = torch.autograd.grad(logits.gather(1, chosen).sum(), features)
     cam = torch.relu((grads.mean((2, 3), keepdim=True) * features).sum(1)).detach()
     peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
-    return torch.softmax(logits.detach(), 1).numpy(), (cam / peak).numpy()
+    return torch.softmax(logits.detach() / temperature, 1).numpy(), (cam / peak).numpy()
 
 
 def overlay(img: Image.Image, heat: np.ndarray, caption: str, crop_pct: float) -> Image.Image:
@@ -119,7 +137,15 @@ def load_explainer(model_path):
     return model, spec
 
 
-def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10.0, max_download: int = 20 << 20):
+def card_temperature(model_path) -> float:
+    """The temperature the exported model applies, so explained predictions match plain ones."""
+    from .infer.predictor import read_card, resolve_model
+
+    return float(read_card(resolve_model(model_path)).get("temperature", 1.0))
+
+
+def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10.0, max_download: int = 20 << 20,
+            temperature: float = 1.0, allow_private_urls: bool = False):
     """Yield a ``Prediction`` per input, in order, while writing ``NNNNN_name.png`` heatmaps and
     a ``grid_NNN.png`` per batch of 32 into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -128,19 +154,21 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
         loaded, failed = [], {}
         for index, source in enumerate(inputs[start:start + GRID_BATCH], start):
             try:
-                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download)
+                img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download,
+                               allow_private_urls=allow_private_urls)
                 loaded.append((index, str(source), img))
             except ImageLoadError as exc:
                 failed[index] = Prediction(str(source), error=exc.reason)
-        results = explain_batch(model, spec, loaded, out_dir, start // GRID_BATCH) if loaded else {}
+        results = explain_batch(model, spec, loaded, out_dir, start // GRID_BATCH, temperature) if loaded else {}
         for index in range(start, min(start + GRID_BATCH, len(inputs))):
             yield results.get(index) or failed[index]
 
 
-def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int) -> dict[int, Prediction]:
+def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int,
+                  temperature: float = 1.0) -> dict[int, Prediction]:
     batch = torch.from_numpy(np.stack([preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct)
                                        for _, _, img in loaded]))
-    probs, heats = grad_cam(model, batch)
+    probs, heats = grad_cam(model, batch, temperature)
     results, tiles = {}, []
     for (index, name, img), p, heat in zip(loaded, probs, heats):
         best = int(p.argmax())
@@ -175,7 +203,9 @@ def explain_command(args) -> int:
                    open_writer(fmt, sys.stdout, spec.classes, args.top_k)]
         try:
             for pred in explain(model, spec, inputs, out_dir, url_timeout=args.timeout,
-                                max_download=int(args.max_download_mb * 1024 * 1024)):
+                                max_download=int(args.max_download_mb * 1024 * 1024),
+                                temperature=card_temperature(args.model),
+                                allow_private_urls=args.allow_private_urls):
                 for writer in writers:
                     writer.write(pred)
                 if not pred.ok:

@@ -9,6 +9,7 @@ unless the parity check passes. Needs ``artstyle[train]`` (torch, timm, onnx, on
 from __future__ import annotations
 
 import contextlib
+import csv
 import hashlib
 import io
 import json
@@ -39,15 +40,16 @@ OUTPUT_NAME = "probs"
 
 
 class ProbabilityModel(torch.nn.Module):
-    """The classifier followed by softmax, so the ONNX graph answers with probabilities and
-    every runtime agrees on them without re-implementing softmax."""
+    """The classifier followed by softmax at a temperature, so the ONNX graph answers with
+    calibrated probabilities and every runtime agrees on them without re-implementing either."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, temperature: float = 1.0):
         super().__init__()
         self.model = model
+        self.temperature = float(temperature)
 
     def forward(self, x):
-        return torch.softmax(self.model(x), dim=1)
+        return torch.softmax(self.model(x) / self.temperature, dim=1)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -71,6 +73,8 @@ def export_onnx(
     parity_images=None,
     tolerance: float = PARITY_TOLERANCE,
     with_weights: bool = False,
+    temperature: float | None = None,
+    cv_metrics: str | os.PathLike | None = None,
 ) -> dict:
     """Export a run directory or checkpoint to ``output`` (.onnx) and its model card
     (``output`` with .json). Returns the model card.
@@ -79,6 +83,9 @@ def export_onnx(
     from the data the model was trained on, else generated ones, recorded as such in the card).
     ``with_weights``: also copy the checkpoint's safetensors beside the ONNX, so that
     ``artstyle predict --explain`` can compute Grad-CAM for this exported model.
+    ``temperature``: divides the logits before softmax (default: the checkpoint's, fitted on its
+    validation split, else 1). ``cv_metrics``: a ``crossval`` metrics.json; its per-group table goes
+    into the card, and its temperature (fitted on held-out groups) is used unless one is given.
     Raises ``ArtstyleError`` when the ONNX model disagrees with PyTorch by more than ``tolerance``.
     """
     from .engine.checkpoint import load_model, resolve_weights
@@ -88,7 +95,12 @@ def export_onnx(
         raise ArtstyleError(f"{output}: the output must be a .onnx file")
     weights = resolve_weights(run_or_checkpoint)
     model, spec, meta = load_model(weights)
-    wrapped = ProbabilityModel(model).eval()
+    crossval = read_crossval(cv_metrics) if cv_metrics else None
+    if temperature is None:
+        temperature = (crossval or {}).get("temperature") or meta.get("temperature") or 1.0
+    if not temperature > 0:
+        raise ArtstyleError(f"temperature must be positive, got {temperature}")
+    wrapped = ProbabilityModel(model, temperature).eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
@@ -100,6 +112,9 @@ def export_onnx(
         parity = check_parity(wrapped, tmp_onnx, batch, tolerance)
         parity["images"] = [Path(s).name for s in sources]  # names only: no local paths in a shipped card
         card = model_card(spec, meta, weights, tmp_onnx, opset, parity)
+        card["temperature"] = float(temperature)
+        if crossval:
+            card["crossval"] = crossval
         if with_weights:
             card["weights_sha256"] = sha256_file(weights)
         # Card first, then the ONNX, so a predictor never sees a new model with an old card.
@@ -136,7 +151,10 @@ def find_parity_files(parity_images, meta: dict) -> list[Path]:
         roots = [Path(data) if Path(data).is_dir() else Path(data).parent] if data else []
     files = []
     for root in roots:
-        if root.is_dir():
+        if (root / "train.csv").is_file():  # a split dir: its images are listed, not contained
+            with open(root / "train.csv", encoding="utf-8", newline="") as f:
+                files += sorted(Path(row["path"]) for row in csv.DictReader(f) if row.get("path"))
+        elif root.is_dir():
             files += sorted(Path(d) / f for d, _, names in os.walk(root) for f in names if is_image_file(f))
         elif root.is_file():
             files.append(root)
@@ -209,6 +227,26 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray, tol
     return result
 
 
+CROSSVAL_KEYS = ("n", "folds", "mean_accuracy", "group_mean_accuracy", "worst_group_accuracy", "worst_group",
+                 "temperature", "ece", "ece_uncalibrated", "mode", "head", "image_size", "balance")
+
+
+def read_crossval(path: str | os.PathLike) -> dict:
+    """The card's summary of a ``crossval`` metrics.json (a file or its folder)."""
+    path = Path(path)
+    path = path / "metrics.json" if path.is_dir() else path
+    try:
+        metrics = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ArtstyleError(f"{path}: not a readable crossval metrics.json ({exc})") from None
+    if "group_mean_accuracy" not in metrics:
+        raise ArtstyleError(f"{path}: not a crossval metrics.json (no group_mean_accuracy)")
+    summary = {k: metrics[k] for k in CROSSVAL_KEYS if k in metrics}
+    summary["groups"] = {g: {"n": r["n"], "accuracy": round(r["accuracy"], 4), "classes": r["classes"]}
+                         for g, r in metrics.get("groups", {}).items()}
+    return summary
+
+
 def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, parity: dict) -> dict:
     """Everything the predictor needs, plus where the model came from and how good it is."""
     config = meta.get("config") or {}
@@ -223,7 +261,7 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
         **spec.to_dict(),
         "input": {"name": INPUT_NAME, "shape": ["batch", 3, spec.image_size, spec.image_size],
                   "dtype": "float32", "layout": "NCHW"},
-        "output": {"name": OUTPUT_NAME, "meaning": "softmax probabilities, one column per class"},
+        "output": {"name": OUTPUT_NAME, "meaning": "softmax(logits / temperature), one column per class"},
         "preprocess": {
             "decode": "artstyle.images.open_image (EXIF upright, RGB, transparency on white)",
             "resize": "centred square of crop_pct x the short side, resized to image_size (bilinear)",
@@ -231,7 +269,6 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
         },
         "metrics": meta.get("metrics") or {},  # validation, at the checkpoint's epoch
         "test_metrics": meta.get("test_metrics") or {},  # held-out test split, when training evaluated it
-        "test_metrics": meta.get("test_metrics") or {},
         "training": training,
         "source_checkpoint": str(weights),
         "onnx_sha256": sha256_file(onnx_path),

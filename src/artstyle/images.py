@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
 
@@ -21,13 +22,16 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".jfif", ".pjpeg", ".pjp"}
 )
 
-# A truncated file must fail loudly rather than decode to a half-grey image.
-ImageFile.LOAD_TRUNCATED_IMAGES = False
-# artstyle applies its own, configurable pixel limit (check_pixels) with a clearer message;
-# Pillow's fixed limit would otherwise override a user's larger --max-pixels.
-Image.MAX_IMAGE_PIXELS = None
+# Pillow's process-wide settings are left as they are: importing artstyle must not turn off the
+# decompression-bomb guard (Image.MAX_IMAGE_PIXELS) or the truncation check
+# (ImageFile.LOAD_TRUNCATED_IMAGES, False by default: a truncated file fails loudly rather than
+# decoding to a half-grey image) for every other library in the process. artstyle's own,
+# configurable limit (check_pixels) applies on top; only the artstyle command itself, a process of
+# its own, lifts Pillow's limit so that --max-pixels decides (artstyle.cli).
+PILLOW_BOMB = re.compile(r"\((\d+) pixels\)")
 
-Source = Union[str, os.PathLike, bytes, BinaryIO]
+Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+BYTES_TYPES = (bytes, bytearray, memoryview)
 
 
 def is_image_file(path: Union[str, os.PathLike]) -> bool:
@@ -41,7 +45,7 @@ def _describe(source: Source, name: str | None) -> str:
         return name
     if isinstance(source, (str, os.PathLike)):
         return str(source)
-    return "<bytes>" if isinstance(source, bytes) else getattr(source, "name", "<stream>")
+    return "<bytes>" if isinstance(source, BYTES_TYPES) else getattr(source, "name", "<stream>")
 
 
 def _open_raw(source: Source, label: str) -> Image.Image:
@@ -57,18 +61,28 @@ def _open_raw(source: Source, label: str) -> Image.Image:
             raise ImageLoadError(label, "is a directory, not an image")
         if size == 0:
             raise ImageLoadError(label, "empty file (0 bytes)")
-    elif isinstance(source, bytes):
-        if not source:
+    elif isinstance(source, BYTES_TYPES):
+        if not len(source):
             raise ImageLoadError(label, "empty file (0 bytes)")
         source = io.BytesIO(source)
+    elif not hasattr(source, "read"):
+        raise ImageLoadError(label, f"not an image input ({type(source).__name__}): pass a path, bytes or a binary file")
     try:
         return Image.open(source)
     except UnidentifiedImageError:
         raise ImageLoadError(label, "not an image (unrecognised format)") from None
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(label, f"refused: {exc}") from None
+        raise ImageLoadError(label, pillow_refusal(exc)) from None
     except OSError as exc:
         raise ImageLoadError(label, exc.strerror or str(exc) or type(exc).__name__) from None
+
+
+def pillow_refusal(exc: Exception) -> str:
+    """Pillow's own bomb guard said no (its limit is below the one artstyle was given)."""
+    found = PILLOW_BOMB.search(str(exc))
+    size = f"{int(found.group(1)) / 1e6:.3g} megapixels" if found else "over Pillow's limit"
+    limit = 2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6
+    return f"too large: {size} (limit {limit:.3g}, Pillow's PIL.Image.MAX_IMAGE_PIXELS)"
 
 
 def check_pixels(img: Image.Image, label: str, max_pixels: int | None) -> None:
@@ -145,7 +159,7 @@ def _decode(img: Image.Image, label: str, max_pixels: int | None, draft_size: in
     except ImageLoadError:
         raise
     except Image.DecompressionBombError as exc:
-        raise ImageLoadError(label, f"refused: {exc}") from None
+        raise ImageLoadError(label, pillow_refusal(exc)) from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         reason = str(exc) or type(exc).__name__
         if "truncated" in reason.lower() or isinstance(exc, EOFError):
@@ -164,3 +178,25 @@ def read_header(source: Source, *, name: str | None = None, max_pixels: int | No
         return img.size[0], img.size[1], img.format or "", img.mode
     finally:
         img.close()
+
+
+# A symbolic link stored as a small text file holding the target's relative path: what git
+# checks out with core.symlinks=false (Windows, some CI) and what a copy without link support
+# leaves behind. Datasets assembled from links (artstyle-v2 reuses v1 this way) arrive like that.
+LINK_STUB_MAX_BYTES = 1024
+
+
+def resolve_link_stub(path: Union[str, os.PathLike]) -> str:
+    """The file a link stub points to, or ``path`` itself when it is not a stub."""
+    path = str(path)
+    try:
+        if os.path.getsize(path) > LINK_STUB_MAX_BYTES:
+            return path
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return path
+    if not text or "\n" in text or not is_image_file(text):
+        return path
+    target = os.path.normpath(os.path.join(os.path.dirname(path), text))
+    return target if os.path.isfile(target) else path

@@ -68,6 +68,14 @@ def _add_scan(actions) -> None:
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images above this many pixels (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
     )
+    p.add_argument(
+        "--group-by",
+        metavar="REGEX",
+        default=None,
+        help="name each image's group (its source) by this regex on the path below DATA_DIR: the first "
+        "capture group, else the match (default: the first subfolder under the class folder, "
+        "as in CLASS/SOURCE/file.jpg)",
+    )
     _add_progress_flags(p)
     p.set_defaults(func=_run_scan)
 
@@ -92,6 +100,12 @@ def _add_split(actions) -> None:
         type=int,
         default=DEFAULT_PHASH_THRESHOLD,
         help=f"max perceptual-hash distance of near duplicates (default {DEFAULT_PHASH_THRESHOLD})",
+    )
+    p.add_argument(
+        "--by-group",
+        action="store_true",
+        help="keep whole groups (sources, the manifest's group column) inside one split, so that val and "
+        "test measure sources the model never saw",
     )
     p.set_defaults(func=_run_split)
 
@@ -171,7 +185,8 @@ def _print_notes(notes) -> None:
 def _run_scan(args) -> int:
     from ..data import scan
 
-    df = scan(args.data_dir, args.output, workers=args.workers, max_pixels=args.max_pixels, progress=_progress(args))
+    df = scan(args.data_dir, args.output, workers=args.workers, max_pixels=args.max_pixels,
+              progress=_progress(args), group_by=args.group_by)
     seconds = df.attrs.get("seconds", 0.0)
     print(
         f"Scanned {len(df):,} files in {df['label'].nunique()} classes from {args.data_dir} "
@@ -180,6 +195,9 @@ def _run_scan(args) -> int:
     _print_class_counts(df)
     _print_invalid(df)
     _print_notes(df.attrs.get("notes", []))
+    groups = df.loc[df["group"] != "", "group"].nunique()
+    if groups:
+        print(f"{groups} groups (sources); validate by group: artstyle data split {args.output} --by-group")
     print(f"Wrote {args.output} and classes.json beside it. Next: artstyle data split {args.output} -o splits/")
     return 0
 
@@ -188,7 +206,8 @@ def _run_split(args) -> int:
     from ..data import split
 
     parts = split(
-        args.manifest, args.output, val=args.val, test=args.test, seed=args.seed, phash_threshold=args.phash_threshold
+        args.manifest, args.output, val=args.val, test=args.test, seed=args.seed,
+        phash_threshold=args.phash_threshold, by_group=args.by_group,
     )
     report = parts.report
     if report["dropped_invalid"]:
@@ -205,6 +224,8 @@ def _run_split(args) -> int:
                 f"warning: {report['leaking_groups']} duplicate groups straddle two of those splits (leakage); "
                 "'artstyle data audit' lists the pairs"
             )
+    for name, groups in report.get("groups_per_split", {}).items():
+        print(f"{name}: {len(groups)} groups" + (f" ({', '.join(groups[:8])}{', ...' if len(groups) > 8 else ''})" if groups else ""))
     for name, missing in report["classes_missing"].items():
         print(f"warning: no {', '.join(missing)} images in {name}")
     _print_split_table(parts)
@@ -253,5 +274,7 @@ def _run_audit(args) -> int:
     print("Duplicate pairs: " + ", ".join(f"{k} {v:,}" for k, v in summary["duplicate_pairs"].items()))
     print(f"Tiny images (short side < {summary['tiny_side']} px): {summary['tiny_images']:,}")
     print(shortcut_verdict(summary["shortcut"]).replace("**", "").replace("`", ""))
+    if summary["group_check"]["warning"]:
+        print(f"warning: {summary['group_check']['warning']}")
     print(f"Report: {args.output}/audit.md")
     return 0

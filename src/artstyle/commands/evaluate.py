@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def register(sub) -> None:
     p = sub.add_parser("evaluate", help="metrics, predictions and figures for a model on labelled images")
-    p.add_argument("model", help="run directory or checkpoint (.safetensors)")
+    p.add_argument("model", help="run directory, checkpoint (.safetensors) or exported model (.onnx with its card)")
     p.add_argument("data", help="data dir, split dir (uses test.csv) or CSV with path,label")
     p.add_argument("-o", "--output", default="eval", help="output folder (default: eval)")
     p.add_argument("--batch-size", type=int, default=64)

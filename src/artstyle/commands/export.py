@@ -28,6 +28,12 @@ def register(sub) -> None:
                    help="largest allowed probability difference, ONNX vs PyTorch (default 1e-4)")
     p.add_argument("--with-weights", action="store_true",
                    help="also copy the checkpoint beside the ONNX, for `predict --explain`")
+    p.add_argument("--temperature", type=float, default=None,
+                   help="divide the logits by this before softmax (default: from --crossval, else the "
+                        "checkpoint's, fitted on its validation split, else 1)")
+    p.add_argument("--crossval", metavar="DIR", default=None,
+                   help="an `artstyle crossval` folder: its per-group table goes into the model card and its "
+                        "temperature (fitted on held-out groups) calibrates the model")
     q = p.add_argument_group(
         "int8", "--int8 also writes MODEL.int8.onnx (+ its card): ONNX Runtime static quantisation, "
                 "calibrated on real images and checked against the fp32 model on held-out ones")
@@ -55,11 +61,12 @@ def run(args) -> int:
     if args.int8:
         check_int8_args(args)  # before the export: a bad --calibration fails in a second, not after it
     card = export_onnx(args.run, args.output, opset=args.opset, parity_images=args.parity_images,
-                       tolerance=args.tolerance, with_weights=args.with_weights)
+                       tolerance=args.tolerance, with_weights=args.with_weights,
+                       temperature=args.temperature, cv_metrics=args.crossval)
     parity = card["parity"]
     print(f"wrote {args.output} ({card['onnx_bytes'] / 1e6:.1f} MB, sha256 {card['onnx_sha256'][:16]}...)")
     print(f"model card: {args.output[:-5]}.json  classes: {', '.join(card['classes'])}  "
-          f"input: {card['image_size']}x{card['image_size']}")
+          f"input: {card['image_size']}x{card['image_size']}  temperature: {card['temperature']:.3f}")
     print(f"parity vs PyTorch on {len(parity['images'])} images: max |dp| = {parity['max_abs_diff']:.1e} "
           f"(tolerance {parity['tolerance']:.0e}) - passed")
     if args.int8:

@@ -48,8 +48,13 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     p.add_argument("--workers", type=int, help="decode threads (default: one per CPU)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per CPU)")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for a URL (default 10)")
+    p.add_argument("--timeout", type=float, default=10.0, help="seconds for each URL's whole download (default 10)")
     p.add_argument("--max-download-mb", type=float, default=20.0, help="size cap for URLs (default 20 MB)")
+    p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
+                   help="label a prediction 'uncertain' when its (calibrated) confidence is below P; "
+                        "its probabilities are still written (default 0: always a class)")
+    p.add_argument("--allow-private-urls", action="store_true",
+                   help="let URLs reach loopback, private and link-local addresses (refused by default)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
     p.add_argument("--explain", action="store_true",
                    help="write a Grad-CAM heatmap per image and a grid figure into the -o folder (needs torch)")
@@ -121,8 +126,10 @@ def run(args) -> int:
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
-    classifier = load(args.model, precision=args.precision, threads=args.threads, batch_size=args.batch_size, workers=args.workers,
-                      url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024))
+    classifier = load(args.model, precision=args.precision, threads=args.threads, batch_size=args.batch_size,
+                      workers=args.workers,
+                      url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
+                      min_confidence=args.min_confidence, allow_private_urls=args.allow_private_urls)
     stdout = sys.stdout
     fmt = choose_format(args, stdout)
     to_terminal = not args.output and stdout.isatty()

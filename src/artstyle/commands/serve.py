@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import os
+import socket
 
 from ..errors import ArtstyleError
 from ..serve.settings import ServeSettings
 
 DEFAULTS = ServeSettings()
+API_KEY_ENV = "ARTSTYLE_API_KEY"
 
 EPILOG = """\
 endpoints: POST /v1/predict (multipart field 'files', repeatable, or one image as the raw
 body; ?explain=true adds Grad-CAM heatmaps), GET /v1/model (the model card), GET /healthz,
 the web page at /, API docs at /docs.
+
+access: with an API key (--api-key, or better the ARTSTYLE_API_KEY environment variable, which
+other users cannot read from the process list) /v1/* needs 'Authorization: Bearer KEY'; /healthz
+and the page stay open. Listening beyond this machine (--host 0.0.0.0 or a LAN address) needs a
+key, or --insecure-public to serve everyone on purpose.
 
 limits: a body over --max-upload-mb gets 413, more than --max-images files 400, an image over
 --max-megapixels 422 (decompression bombs are refused from their header), a body that stalls
@@ -48,13 +57,18 @@ def register(sub) -> None:
                         f"(default {DEFAULTS.max_batch})")
     p.add_argument("--max-connections", type=int, default=DEFAULTS.max_connections,
                    help=f"open connections before answering 503 (default {DEFAULTS.max_connections})")
+    p.add_argument("--api-key", help=f"require 'Authorization: Bearer KEY' on /v1/* (default: ${API_KEY_ENV})")
+    p.add_argument("--insecure-public", action="store_true",
+                   help="allow listening on a non-loopback address without an API key")
+    p.add_argument("--max-explain-queue", type=int, default=DEFAULTS.max_explain_queue,
+                   help=f"?explain=true requests admitted at once, more get 503 (default {DEFAULTS.max_explain_queue})")
     p.add_argument("--log-level", default="info", choices=("critical", "error", "warning", "info", "debug"))
     p.add_argument("--no-access-log", action="store_true", help="do not log a line per request")
     p.set_defaults(func=run)
 
 
 def check_args(args) -> None:
-    for name in ("workers", "threads", "max_images", "max_batch", "max_connections"):
+    for name in ("workers", "threads", "max_images", "max_batch", "max_connections", "max_explain_queue"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ArtstyleError(f"--{name.replace('_', '-')} must be at least 1")
@@ -65,8 +79,30 @@ def check_args(args) -> None:
         raise ArtstyleError("--port must be between 0 and 65535")
 
 
+def is_loopback(host: str) -> bool:
+    """True when every address ``host`` stands for is this machine's own loopback."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        pass
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except socket.gaierror as exc:
+        raise ArtstyleError(f"--host {host}: cannot resolve ({exc.strerror})") from None
+    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+
+
+def check_exposure(host: str, api_key: str | None, insecure_public: bool) -> None:
+    """Refuse to serve the network at large without a key unless told to."""
+    if not api_key and not insecure_public and not is_loopback(host):
+        raise ArtstyleError(f"--host {host} is reachable from other machines: set an API key "
+                            f"(${API_KEY_ENV} or --api-key), or pass --insecure-public to serve without one")
+
+
 def run(args) -> int:
     check_args(args)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    check_exposure(args.host, api_key, args.insecure_public)
     from ..infer.predictor import cpu_count, read_card, resolve_model
     from ..serve.server import run_server
 
@@ -77,6 +113,7 @@ def run(args) -> int:
         model=args.model, precision=args.precision, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
         max_megapixels=args.max_megapixels, request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
         max_batch=args.max_batch, threads=threads, max_connections=args.max_connections,
+        max_explain_queue=args.max_explain_queue, api_key=api_key,
     )
     run_server(settings, host=args.host, port=args.port, workers=args.workers,
                log_level=args.log_level, access_log=not args.no_access_log)

@@ -4,7 +4,7 @@ API and the saved config.json can never disagree."""
 from __future__ import annotations
 
 import argparse
-from dataclasses import MISSING, fields
+from dataclasses import fields
 
 from ..config import TrainConfig
 

@@ -296,6 +296,32 @@ def _shortcut_table(shortcut: dict) -> list[str]:
     return lines
 
 
+def group_check(valid: pd.DataFrame) -> dict:
+    """How the groups (sources) relate to the classes. When every group holds one class, a model
+    can learn each source's look (its resolution, framing, subjects) instead of the class, and
+    only validation by group can tell."""
+    grouped = valid[valid["group"] != ""] if "group" in valid else valid.iloc[0:0]
+    if grouped.empty:
+        return {"groups": 0, "single_class_groups": 0, "warning": ""}
+    classes_per_group = grouped.groupby("group")["label"].nunique()
+    single = int((classes_per_group == 1).sum())
+    check = {"groups": int(len(classes_per_group)), "single_class_groups": single,
+             "groups_per_class": {str(k): int(v) for k, v in grouped.groupby("label")["group"].nunique().items()},
+             "warning": ""}
+    if single == len(classes_per_group):
+        check["warning"] = (
+            f"every one of the {single} groups holds a single class, so a model can learn each source's look "
+            "instead of the class and a random split will not notice: validate by group "
+            "(artstyle data split --by-group, artstyle crossval)"
+        )
+    elif single:
+        check["warning"] = (
+            f"{single} of {len(classes_per_group)} groups hold a single class: a model can learn their look "
+            "instead of the class; validate by group (artstyle data split --by-group, artstyle crossval)"
+        )
+    return check
+
+
 def write_markdown(summary: dict, df: pd.DataFrame, pairs: pd.DataFrame, tiny: pd.DataFrame, output: Path) -> None:
     invalid = df[~df["valid"]]
     sections = [
@@ -303,6 +329,12 @@ def write_markdown(summary: dict, df: pd.DataFrame, pairs: pd.DataFrame, tiny: p
         "",
         f"{summary['files']:,} files, {summary['valid']:,} valid, {summary['invalid']:,} invalid, "
         f"{len(summary['classes'])} classes. Near-duplicate threshold: phash distance <= {summary['phash_threshold']}.",
+        "",
+        "## Groups (sources)",
+        "",
+        (f"{summary['group_check']['groups']} groups. **Warning:** {summary['group_check']['warning']}."
+         if summary["group_check"]["warning"] else f"{summary['group_check']['groups']} groups.")
+        if summary["group_check"]["groups"] else "No groups (files lie directly in their class folders).",
         "",
         "## Shortcut check",
         "",
@@ -399,6 +431,7 @@ def audit(
         "tiny_side": tiny_side,
         "tiny_images": int(len(tiny)),
         "shortcut": shortcut,
+        "group_check": group_check(valid),
     }
     pairs.to_csv(out / "duplicates.csv", index=False)
     tiny[["path", "label", "width", "height"]].to_csv(out / "tiny.csv", index=False)

@@ -25,11 +25,12 @@ MANIFEST_COLUMNS = [
     "valid",
     "error",
     "split",
+    "group",
 ]
 SPLITS = ("train", "val", "test")
 CLASSES_FILE = "classes.json"
 
-_TEXT_COLUMNS = ["path", "label", "format", "mode", "sha256", "phash", "error", "split"]
+_TEXT_COLUMNS = ["path", "label", "format", "mode", "sha256", "phash", "error", "split", "group"]
 _INT_COLUMNS = ["label_idx", "width", "height", "bytes"]
 
 ManifestLike = Union[str, os.PathLike, pd.DataFrame]
@@ -81,8 +82,9 @@ def read_manifest(path: Union[str, os.PathLike]) -> pd.DataFrame:
 def normalize_manifest(df: pd.DataFrame, source: str = "manifest") -> pd.DataFrame:
     """Check the columns and coerce dtypes (also for a DataFrame a user built by hand)."""
     df = df.copy()
-    if "split" not in df.columns:
-        df["split"] = ""
+    for optional in ("split", "group"):  # manifests from before these columns existed
+        if optional not in df.columns:
+            df[optional] = ""
     missing = [c for c in MANIFEST_COLUMNS if c not in df.columns]
     if missing:
         raise ArtstyleError(

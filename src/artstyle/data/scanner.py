@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import re
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import ArtstyleError, ImageLoadError
-from ..images import DEFAULT_MAX_PIXELS, is_image_file, open_image, read_header
+from ..images import DEFAULT_MAX_PIXELS, is_image_file, open_image, read_header, resolve_link_stub
 from .manifest import MANIFEST_COLUMNS, class_indices, is_split_folder_name, normalize_split_name, write_manifest
 
 # phash looks at a 32x32 grayscale thumbnail, so libjpeg may decode at 1/2, 1/4 or 1/8 scale
@@ -36,6 +37,7 @@ class ImageEntry:
     path: str  # absolute, symlinks kept as the user sees them
     label: str
     split: str  # '' when the folder is not pre-split
+    group: str = ""  # where the image came from (source folder), for leave-groups-out validation
 
 
 def available_cpus() -> int:
@@ -90,12 +92,36 @@ def _class_folders(data_dir: Path) -> list[tuple[str, Path]]:
     return [("", c) for c in top]
 
 
-def find_images(data_dir: Union[str, os.PathLike]) -> tuple[list[ImageEntry], list[str]]:
+def compile_group_pattern(group_by: Optional[str]):
+    """``--group-by REGEX``: searched in each path relative to DATA_DIR; its first capture group
+    (or the whole match) names the image's group."""
+    if not group_by:
+        return None
+    try:
+        return re.compile(group_by)
+    except re.error as exc:
+        raise ArtstyleError(f"--group-by {group_by!r}: not a valid regular expression ({exc})") from None
+
+
+def group_of(relative: str, pattern=None) -> str:
+    """The group of an image at ``relative`` (``CLASS/SOURCE/.../file`` below the class folders):
+    by default the first subfolder under its class folder, '' for a file directly in it."""
+    if pattern is not None:
+        match = pattern.search(relative)
+        return (match.group(1) if match and pattern.groups else match.group(0) if match else "") or ""
+    parts = relative.split("/")
+    return parts[1] if len(parts) > 2 else ""
+
+
+def find_images(data_dir: Union[str, os.PathLike], group_by: Optional[str] = None) -> tuple[list[ImageEntry], list[str]]:
     """List the image files of a class-per-folder dataset without opening them.
 
     Returns the entries (sorted) and notes for the user (empty class folders, loose files...).
+    Each entry's ``group`` is its source folder, or what ``group_by`` (a regex) finds in its path.
+    Link stubs (symlinks stored as text files) are followed to their target.
     Raises ArtstyleError when the folder is missing or has no class folders with images.
     """
+    pattern = compile_group_pattern(group_by)
     data_dir = Path(data_dir).expanduser().absolute()
     if not data_dir.exists():
         raise ArtstyleError(f"{data_dir}: no such folder")
@@ -119,7 +145,10 @@ def find_images(data_dir: Union[str, os.PathLike]) -> tuple[list[ImageEntry], li
         if not paths:
             where = f"{split}/{folder.name}" if split else folder.name
             notes.append(f"{folder}: class folder '{where}' has no images; ignored")
-        entries.extend(ImageEntry(os.path.abspath(p), folder.name, split) for p in paths)
+        for p in paths:
+            relative = Path(os.path.relpath(p, folder.parent)).as_posix()  # CLASS/...
+            group = group_of(relative if pattern is None else Path(os.path.relpath(p, data_dir)).as_posix(), pattern)
+            entries.append(ImageEntry(os.path.abspath(resolve_link_stub(p)), folder.name, split, group))
     if not entries:
         raise ArtstyleError(
             f"{data_dir}: no images found in its class folders ({', '.join(f.name for _, f in folders)})"
@@ -184,6 +213,7 @@ def build_manifest(entries: Iterable[ImageEntry], rows: list[dict]) -> pd.DataFr
     df = pd.DataFrame(rows)
     df["label"] = [e.label for e in entries]
     df["split"] = [e.split for e in entries]
+    df["group"] = [e.group for e in entries]
     df["label_idx"] = df["label"].map(class_indices(df["label"])).astype("int64")
     return df[MANIFEST_COLUMNS]
 
@@ -195,6 +225,7 @@ def scan(
     workers: Optional[int] = None,
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     progress: bool = True,
+    group_by: Optional[str] = None,
 ) -> pd.DataFrame:
     """Scan ``data_dir`` (one subfolder per class, or ``train/ val/ test/`` each holding class
     folders) and return the manifest as a DataFrame, one row per image file:
@@ -202,13 +233,16 @@ def scan(
     ``path`` (absolute), ``label`` (class folder), ``label_idx`` (sorted class order), ``width``,
     ``height`` (as stored, before EXIF rotation), ``format``, ``mode``, ``bytes``, ``sha256``,
     ``phash`` (imagehash.phash hex), ``valid``, ``error`` (why a file cannot be read), ``split``
-    ('train'/'val'/'test' for pre-split folders, else '').
+    ('train'/'val'/'test' for pre-split folders, else ''), ``group`` (the source folder: the first
+    subfolder under the class folder, or what the ``group_by`` regex finds in the path relative to
+    ``data_dir``; '' when there is none). Groups drive leave-sources-out validation
+    (``split(by_group=True)``, :func:`artstyle.engine.crossval`).
 
     Unreadable files stay in the manifest with ``valid=False``. With ``output``, the CSV is
     written there and ``classes.json`` beside it. ``workers`` defaults to the usable CPUs.
     Notes for the user (ignored folders...) are in ``df.attrs['notes']``.
     """
-    entries, notes = find_images(data_dir)
+    entries, notes = find_images(data_dir, group_by)
     started = time.perf_counter()
     rows = _inspect_all([e.path for e in entries], workers or available_cpus(), max_pixels, progress)
     df = build_manifest(entries, rows)

@@ -78,10 +78,45 @@ def _assign_class_groups(sizes: pd.Series, fractions: dict[str, float], rng: np.
     return assignment
 
 
-def assign_splits(df: pd.DataFrame, *, val: float, test: float, seed: int, phash_threshold: int) -> pd.Series:
-    """'train'/'val'/'test' per row of the valid-only ``df``, duplicates kept together."""
-    fractions = _check_fractions(val, test)
+def source_groups(df: pd.DataFrame) -> np.ndarray:
+    """Integer id of each row's ``group`` (its source); a row without one is a group of its own."""
+    if "group" not in df.columns or (df["group"] == "").all():
+        raise ArtstyleError(
+            "the manifest has no groups: lay the data out as CLASS/SOURCE/file.jpg, or scan with "
+            "--group-by REGEX, to keep whole sources together"
+        )
+    keys = df["group"].where(df["group"] != "", "\0" + df["path"])
+    return pd.factorize(keys)[0]
+
+
+def merged_groups(*labelings: np.ndarray) -> np.ndarray:
+    """Connected components of several groupings of the same rows: two rows share a result
+    group when any labeling puts them together, directly or through a chain."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    offsets = np.cumsum([0] + [int(g.max()) + 1 for g in labelings])
+    nodes = [g + off for g, off in zip(labelings, offsets[:-1])]
+    # Each row links its node in the first labeling to its node in every other one.
+    rows = np.concatenate([nodes[0]] * (len(nodes) - 1))
+    cols = np.concatenate(nodes[1:])
+    graph = coo_matrix((np.ones(len(rows)), (rows, cols)), shape=(offsets[-1], offsets[-1]))
+    _, component = connected_components(graph, directed=False)
+    return pd.factorize(component[nodes[0]])[0]
+
+
+def split_groups(df: pd.DataFrame, phash_threshold: int, by_group: bool) -> np.ndarray:
+    """The units a split keeps whole: duplicate groups, merged with source groups when asked."""
     groups = duplicate_groups(df, phash_threshold)
+    return merged_groups(groups, source_groups(df)) if by_group else groups
+
+
+def assign_splits(df: pd.DataFrame, *, val: float, test: float, seed: int, phash_threshold: int,
+                  by_group: bool = False) -> pd.Series:
+    """'train'/'val'/'test' per row of the valid-only ``df``, duplicates (and, ``by_group``,
+    whole sources) kept together."""
+    fractions = _check_fractions(val, test)
+    groups = split_groups(df, phash_threshold, by_group)
     table = _group_table(df["label"], groups)
     rng = np.random.default_rng(seed)
     assignment: dict[int, str] = {}
@@ -107,6 +142,7 @@ def split(
     test: float = 0.15,
     seed: int = 42,
     phash_threshold: int = DEFAULT_PHASH_THRESHOLD,
+    by_group: bool = False,
 ) -> SplitResult:
     """Split a manifest into ``{'train', 'val', 'test'}`` DataFrames (manifest columns).
 
@@ -114,6 +150,8 @@ def split(
     - Stratified by class and reproducible for a given ``seed`` (independent of row order).
     - Exact duplicates (sha256) and near duplicates (phash distance <= ``phash_threshold``) are
       grouped, transitively, and each group lands in one split: nothing leaks from train to test.
+    - ``by_group``: whole groups (the manifest's ``group`` column: sources) land in one split, so
+      val and test measure sources the model never saw. Fractions then hold only roughly.
     - Every class appears in every split with a non-zero fraction, or ArtstyleError names the class.
     - A manifest of pre-split folders (non-empty ``split`` column) keeps its split; groups that
       straddle its splits are counted in ``report['leaking_groups']``.
@@ -123,7 +161,8 @@ def split(
     df = load_manifest(manifest_or_df)
     classes = classes_from_manifest(df)
     valid = df[df["valid"]].sort_values("path", kind="stable").reset_index(drop=True)
-    report = {"dropped_invalid": int((~df["valid"]).sum()), "seed": seed, "phash_threshold": phash_threshold}
+    report = {"dropped_invalid": int((~df["valid"]).sum()), "seed": seed, "phash_threshold": phash_threshold,
+              "by_group": by_group}
     if valid.empty:
         raise ArtstyleError("no valid images in the manifest to split")
 
@@ -136,7 +175,8 @@ def split(
     if presplit.all():
         report.update(mode="kept existing split", leaking_groups=_leaking_groups(valid, phash_threshold))
     else:
-        assigned = assign_splits(valid, val=val, test=test, seed=seed, phash_threshold=phash_threshold)
+        assigned = assign_splits(valid, val=val, test=test, seed=seed, phash_threshold=phash_threshold,
+                                 by_group=by_group)
         valid["split"] = assigned.to_numpy()
         groups = assigned.attrs["groups"]
         sizes = np.bincount(groups)
@@ -149,6 +189,8 @@ def split(
         )
 
     result = SplitResult({name: valid[valid["split"] == name].reset_index(drop=True) for name in SPLITS})
+    if by_group:
+        report["groups_per_split"] = {name: sorted(set(part["group"]) - {""}) for name, part in result.items()}
     report["counts"] = {
         name: {str(k): int(v) for k, v in part["label"].value_counts().sort_index().items()}
         for name, part in result.items()

@@ -1,6 +1,7 @@
 """Checkpoints: model weights as safetensors plus a JSON of everything needed to use them
-(``ModelSpec``: backbone, classes, image size, normalisation, init; plus metrics), and a
-separate training-state file for ``--resume``. Every file is written atomically."""
+(``ModelSpec``: backbone, classes, image size, normalisation, init; plus metrics), and one
+training-state file for ``--resume`` that holds everything a resume needs (weights included),
+so that it can never mix two epochs. Every file is written atomically."""
 
 from __future__ import annotations
 
@@ -46,10 +47,15 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
-def save_model(stem: Path, model: torch.nn.Module, spec: ModelSpec, **meta) -> Path:
-    """``stem.safetensors`` + ``stem.json``. Returns the weights path."""
+def cpu_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """A copy of the model's weights on the CPU (a snapshot that later training steps leave alone)."""
+    return {k: v.detach().cpu().clone().contiguous() for k, v in unwrap(model).state_dict().items()}
+
+
+def save_model(stem: Path, model: torch.nn.Module | dict, spec: ModelSpec, **meta) -> Path:
+    """``stem.safetensors`` + ``stem.json`` from a model or its (CPU) state dict. Returns the weights path."""
     stem = Path(stem)
-    state = {k: v.detach().cpu().contiguous() for k, v in unwrap(model).state_dict().items()}
+    state = model if isinstance(model, dict) else cpu_state_dict(model)
     weights = stem.with_suffix(".safetensors")
     atomic_write(weights, lambda tmp: save_file(state, tmp, metadata={"format": "pt"}))
     write_json(stem.with_suffix(".json"), {"artstyle_version": __version__, **spec.to_dict(), **meta})

@@ -10,8 +10,9 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 
-from ..errors import ArtstyleError, ImageLoadError
+from ..errors import ArtstyleError
 from ..images import open_image
+from .distributed import ShardSampler
 
 log = logging.getLogger("artstyle")
 SPLITS = ("train", "val", "test")
@@ -108,7 +109,9 @@ def class_weights(frame: pd.DataFrame, classes: list[str]) -> torch.Tensor:
 def build_loader(dataset: ImageDataset, *, batch_size: int, train: bool, workers: int, seed: int,
                  distributed: bool = False, balanced: bool = False) -> DataLoader:
     sampler = None
-    if distributed:
+    if distributed and not train:
+        sampler = ShardSampler(dataset)
+    elif distributed:
         sampler = DistributedSampler(dataset, shuffle=train, seed=seed, drop_last=False)
     elif train and balanced:
         counts = torch.bincount(torch.tensor(dataset.targets))
@@ -122,9 +125,13 @@ def build_loader(dataset: ImageDataset, *, batch_size: int, train: bool, workers
         sampler=sampler,
         num_workers=workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=workers > 0,
+        # Not for training: persistent workers keep their random state from epoch to epoch, so a
+        # resumed run would augment differently; fresh workers are seeded from the epoch's generator.
+        persistent_workers=workers > 0 and not train,
         drop_last=False,
-        generator=torch.Generator().manual_seed(seed) if train and sampler is None else None,
+        # Evaluation loaders get their own generator too: otherwise their workers' seed is drawn
+        # from the global RNG, and a resumed run (whose first evaluation comes later) would drift.
+        generator=torch.Generator().manual_seed(seed) if sampler is None or not train else None,
     )
 
 

@@ -82,7 +82,7 @@ def evaluate_epoch(model, criterion, loader, device, *, info: DistInfo, amp: boo
         correct += (logits.argmax(1) == targets).sum().item()
         seen += targets.numel()
     loss_sum, correct, seen = reduce_sum([loss_sum, correct, seen], device, info)
-    return {"val_loss": loss_sum / max(seen, 1), "val_acc": correct / max(seen, 1)}
+    return {"val_loss": loss_sum / max(seen, 1), "val_acc": correct / max(seen, 1), "val_images": int(seen)}
 
 
 @torch.inference_mode()
@@ -96,16 +96,3 @@ def predict_probs(model, loader, device, *, amp: bool = False, channels_last: bo
         with autocast(device, amp):
             out.append(model(images).float().softmax(1).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), dtype=np.float32)
-
-
-@torch.inference_mode()
-def extract_features(model, loader, device, desc: str = "features") -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled backbone features (timm's pre-logits) and targets for a whole loader."""
-    model.eval().to(memory_format=torch.channels_last)  # ~2x faster on CPU
-    feats, targets = [], []
-    for images, y in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        images, _ = to_device(images, y, device, channels_last=True)
-        pooled = model.forward_head(model.forward_features(images), pre_logits=True)
-        feats.append(pooled.float().cpu())
-        targets.append(y)
-    return torch.cat(feats), torch.cat(targets)

@@ -1,7 +1,11 @@
-"""Probe mode: a frozen backbone whose pooled features are computed once (and cached in the
-run directory), then a logistic-regression head fitted by scikit-learn in seconds, its
-regularisation chosen on the validation split. The result is an ordinary checkpoint: the
-backbone plus a linear head holding the fitted coefficients."""
+"""Probe mode: a frozen backbone whose features are computed once (and cached in the run
+directory), then a standardised logistic-regression head fitted by scikit-learn in seconds.
+
+With ``head="style"`` the features are the style statistics of every level (:mod:`artstyle.models.style`);
+with ``balance="groups"`` every source weighs the same in the fit. The regularisation C is chosen
+on the validation split (or fixed with ``probe_c``) and the temperature is fitted on it too: with
+a split by group, both are chosen on sources the head never saw. The result is an ordinary
+checkpoint: the backbone plus a linear head holding the fitted coefficients."""
 
 from __future__ import annotations
 
@@ -10,78 +14,177 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..config import TrainConfig
 from ..errors import ArtstyleError
+from ..models.style import StyleClassifier, style_statistics
 from . import checkpoint as ckpt
+from .calibration import fit_temperature, logits_from_probs
 from .data import ImageDataset, build_loader, default_workers
-from .loop import extract_features
 from .plots import save_history_and_curves
 from .transforms import create_eval_transform
 
 log = logging.getLogger("artstyle")
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0, 10.0)
+C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+MAX_ITER = 3000
 
 
-def cached_features(cfg, run_dir: Path, model, spec, frames, device) -> dict[str, torch.Tensor]:
-    """Features for train and val, computed once per run."""
-    cache = run_dir / "features.safetensors"
-    if cache.is_file():
-        return load_file(str(cache))
-    tensors = {}
-    for name in ("train", "val"):
-        dataset = ImageDataset(frames[name], spec.classes, create_eval_transform(spec), spec.image_size)
-        loader = build_loader(dataset, batch_size=64, train=False, workers=default_workers(cfg.workers, device.type), seed=0)
-        tensors[f"{name}_x"], tensors[f"{name}_y"] = extract_features(model, loader, device, desc=f"features {name}")
-    ckpt.atomic_write(cache, lambda tmp: save_file(tensors, tmp))
-    return tensors
+def raw_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """What the linear head sees, before any standardisation."""
+    if isinstance(model, StyleClassifier):
+        return style_statistics(model.backbone, images)
+    return model.forward_head(model.forward_features(images), pre_logits=True).float()
 
 
-def fit_logistic_head(features: dict[str, torch.Tensor], classes: list[str]):
-    """Choose C on validation accuracy (then log-loss); returns (model, history rows)."""
+@torch.inference_mode()
+def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int = -1,
+                     batch_size: int = 64, desc: str = "features") -> np.ndarray:
+    """Features of every image of ``frame``, in order (evaluation preprocessing)."""
+    from tqdm import tqdm
+
+    from .loop import to_device
+
+    dataset = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)
+    loader = build_loader(dataset, batch_size=batch_size, train=False,
+                          workers=default_workers(workers, device.type), seed=0)
+    model.eval().to(memory_format=torch.channels_last)  # ~2x faster on CPU
+    out = []
+    for images, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        images, _ = to_device(images, targets, device, channels_last=True)
+        out.append(raw_features(model, images).cpu())
+    return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
+
+
+def feature_key(spec) -> str:
+    """What makes two feature sets interchangeable: the backbone's weights and the head's inputs."""
+    import hashlib
+    import json
+
+    fields = {k: getattr(spec, k) for k in ("arch", "init", "image_size", "mean", "std", "crop_pct", "head")}
+    return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame], device, workers: int) -> dict:
+    """``{name: features}`` for each frame. Features are kept per image path in
+    ``cache_dir/<feature_key>.safetensors`` (+ ``.paths.json``), so a cross-validation and the final
+    training run on the same images compute them once; only images not cached yet are computed."""
+    import json
+
+    stem = Path(cache_dir) / feature_key(spec)
+    weights_path, paths_path = stem.with_suffix(".safetensors"), stem.with_suffix(".paths.json")
+    cached, paths = np.zeros((0, 0), np.float32), []
+    if weights_path.is_file() and paths_path.is_file():
+        cached, paths = load_file(str(weights_path))["features"].numpy(), json.loads(paths_path.read_text())
+    row = {p: i for i, p in enumerate(paths)}
+    wanted = pd.concat(frames.values())["path"].astype(str).drop_duplicates()
+    missing = wanted[~wanted.isin(row)]
+    if len(missing):
+        todo = pd.DataFrame({"path": missing.to_numpy(), "label": spec.classes[0]})
+        fresh = extract_features(model, todo, spec, device, workers=workers, desc="features")
+        cached = np.concatenate([cached, fresh]) if len(cached) else fresh
+        row |= {p: len(paths) + i for i, p in enumerate(missing)}
+        paths = paths + missing.tolist()
+        ckpt.atomic_write(weights_path, lambda tmp: save_file({"features": torch.from_numpy(cached)}, tmp))
+        ckpt.atomic_write(paths_path, lambda tmp: Path(tmp).write_text(json.dumps(paths)))
+    return {name: cached[frame["path"].astype(str).map(row).to_numpy()] for name, frame in frames.items()}
+
+
+def group_weights(frame: pd.DataFrame) -> np.ndarray:
+    """Sample weights under which every class weighs the same and, within a class, every group
+    (source) does: one source of 956 face crops then counts as much as one of 20 comic pages.
+    Rows without a group count as groups of their own. Mean weight 1."""
+    groups = frame["group"].where(frame["group"] != "", frame["path"]) if "group" in frame else frame["path"]
+    unit = frame["label"].astype(str) + "\0" + groups.astype(str)
+    per_unit = unit.map(unit.value_counts())
+    units_in_class = frame["label"].map(unit.groupby(frame["label"]).nunique())
+    weights = 1.0 / (per_unit * units_in_class).to_numpy(dtype=np.float64)
+    return weights * len(weights) / weights.sum()
+
+
+def sample_weights(frame: pd.DataFrame, balance: str) -> np.ndarray | None:
+    if balance == "groups":
+        return group_weights(frame)
+    if balance in ("weights", "sampler"):  # class-balanced, as the fine-tuning options are
+        counts = frame["label"].map(frame["label"].value_counts()).to_numpy(dtype=np.float64)
+        return len(counts) / (counts * frame["label"].nunique())
+    return None
+
+
+def fit_head(x: np.ndarray, y: np.ndarray, c: float, weights: np.ndarray | None = None):
+    """Standardise, then an L2 logistic regression: a scikit-learn pipeline."""
     from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    pipeline = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=MAX_ITER))
+    return pipeline.fit(x, y, logisticregression__sample_weight=weights)
+
+
+def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classes: list[str]):
+    """Fit for each C (only ``cfg.probe_c`` when set) and keep the best on validation accuracy,
+    then log-loss. Returns (pipeline, its row, every row)."""
     from sklearn.metrics import log_loss
 
-    x_train, y_train = features["train_x"].numpy(), features["train_y"].numpy()
-    x_val, y_val = features["val_x"].numpy(), features["val_y"].numpy()
     labels = np.arange(len(classes))
     history, best, best_key = [], None, None
-    for epoch, c in enumerate(C_GRID):
+    for epoch, c in enumerate([cfg.probe_c] if cfg.probe_c > 0 else C_GRID):
         tick = time.perf_counter()
-        clf = LogisticRegression(C=c, max_iter=2000).fit(x_train, y_train)
-        row = {
-            "epoch": epoch, "C": c,
-            "train_loss": log_loss(y_train, clf.predict_proba(x_train), labels=labels),
-            "train_acc": clf.score(x_train, y_train),
-            "val_loss": log_loss(y_val, clf.predict_proba(x_val), labels=labels),
-            "val_acc": clf.score(x_val, y_val),
-            "seconds": time.perf_counter() - tick,
-        }
+        head = fit_head(features["train"], targets["train"], c, weights)
+        row = {"epoch": epoch, "C": c}
+        for name in ("train", "val"):
+            probs = head.predict_proba(features[name])
+            row[f"{name}_loss"] = log_loss(targets[name], probs, labels=labels)
+            row[f"{name}_acc"] = float((probs.argmax(1) == targets[name]).mean())
+        row["seconds"] = time.perf_counter() - tick
         history.append(row)
         key = (row["val_acc"], -row["val_loss"])
         if best_key is None or key > best_key:
-            best, best_key = (clf, row), key
-    return best, history
+            best, best_key = (head, row), key
+    return (*best, history)
+
+
+def write_head(model: torch.nn.Module, pipeline) -> None:
+    """Copy the fitted scaler and logistic regression into the model's own layers."""
+    scaler, logistic = pipeline[0], pipeline[-1]
+    weight = torch.from_numpy(logistic.coef_).float()
+    bias = torch.from_numpy(logistic.intercept_).float()
+    mean, std = torch.from_numpy(scaler.mean_).float(), torch.from_numpy(scaler.scale_).float()
+    if logistic.coef_.shape[0] == 1:  # scikit-learn's binary form: one row for the positive class
+        weight, bias = torch.cat([-weight / 2, weight / 2]), torch.cat([-bias / 2, bias / 2])
+    head = model.get_classifier()
+    with torch.no_grad():
+        if isinstance(model, StyleClassifier):
+            model.set_standardisation(mean, std)
+            head.weight.copy_(weight)
+            head.bias.copy_(bias)
+        else:  # fold the standardisation into the linear layer: W (x - m) / s + b
+            head.weight.copy_(weight / std)
+            head.bias.copy_(bias - (weight / std) @ mean)
 
 
 def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> dict:
     if spec.hidden:
         raise ArtstyleError("--mode probe fits a linear head; drop --hidden")
     tick = time.perf_counter()
-    features = cached_features(cfg, run_dir, model, spec, frames, device)
-    log.info(f"features: {len(features['train_x'])} train, {len(features['val_x'])} val "
-             f"in {time.perf_counter() - tick:.0f}s")
-    (clf, best_row), history = fit_logistic_head(features, spec.classes)
-    head = model.get_classifier()
-    with torch.no_grad():
-        head.weight.copy_(torch.from_numpy(clf.coef_).float())
-        head.bias.copy_(torch.from_numpy(clf.intercept_).float())
+    parts = {name: frames[name] for name in ("train", "val")}
+    features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,
+                               parts, device, cfg.workers)
+    index = {c: i for i, c in enumerate(spec.classes)}
+    targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
+    log.info(f"features: {len(features['train'])} train, {len(features['val'])} val, "
+             f"{features['train'].shape[1]} wide, in {time.perf_counter() - tick:.0f}s")
+    head, best_row, history = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance),
+                                          spec.classes)
+    temperature = fit_temperature(logits_from_probs(head.predict_proba(features["val"])), targets["val"])
+    write_head(model, head)
     for row in history:
         log.info(f"C={row['C']:<5} train acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} "
                  f"acc {row['val_acc']:.4f}{'  *best*' if row is best_row else ''}")
-    meta = {"epoch": best_row["epoch"], "metrics": best_row, "config": cfg.to_dict()}
+    log.info(f"temperature {temperature:.3f} (fitted on the val split)")
+    meta = {"epoch": best_row["epoch"], "metrics": best_row, "config": cfg.to_dict(), "temperature": temperature}
     ckpt.save_model(run_dir / "weights" / "best", model, spec, **meta)
     ckpt.save_model(run_dir / "weights" / "last", model, spec, **meta)
     save_history_and_curves(run_dir, history, spec)

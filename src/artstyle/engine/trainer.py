@@ -9,6 +9,7 @@ Layout of ``runs/NAME``::
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -22,12 +23,12 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..config import RESUMABLE_OVERRIDES, TrainConfig
+from ..config import RESUMABLE_OVERRIDES, TrainConfig, check_option_names
 from ..errors import ArtstyleError
 from ..models import ModelSpec, create_model
 from . import checkpoint as ckpt
 from .data import ImageDataset, build_loader, class_names, class_weights, default_workers, resolve_splits
-from .distributed import DistInfo, barrier, cleanup, init_distributed
+from .distributed import DistInfo, cleanup, gather_objects, init_distributed, run_on_main
 from .loop import evaluate_epoch, train_one_epoch
 from .plots import save_history_and_curves
 from .transforms import create_eval_transform, create_train_transform
@@ -115,6 +116,9 @@ def prepare_run_dir(cfg: TrainConfig, resuming: bool) -> Path:
         raise ArtstyleError(f"{run_dir} already holds a run: pass --resume {run_dir} to continue it, "
                             "or choose another -o")
     (run_dir / "weights").mkdir(parents=True, exist_ok=True)
+    if resuming:  # half-written temporary files of a killed run (atomic_write's, never read)
+        for leftover in [*run_dir.glob(".*.tmp"), *(run_dir / "weights").glob(".*.tmp")]:
+            leftover.unlink(missing_ok=True)
     return run_dir
 
 
@@ -123,7 +127,10 @@ def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
     path = Path(run_dir) / "config.json"
     if not path.is_file():
         raise ArtstyleError(f"{run_dir}: not a run directory (no config.json), cannot resume")
-    saved = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    try:
+        saved = TrainConfig.from_dict(json.loads(path.read_text(encoding="utf-8")), source=str(path))
+    except ValueError as exc:
+        raise ArtstyleError(f"{path}: not valid JSON ({exc})") from None
     saved.output = str(run_dir)
     changed = {k: (getattr(saved, k), v) for k, v in overrides.items()
                if k not in RESUMABLE_OVERRIDES and v is not None and getattr(saved, k) != v}
@@ -139,9 +146,9 @@ def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
 def load_data(cfg: TrainConfig, run_dir: Path, info: DistInfo) -> dict[str, pd.DataFrame]:
     """Rank 0 resolves (scans and splits) and saves the split; the other ranks read it."""
     data_dir = run_dir / "data"
-    if info.is_main and not (data_dir / "train.csv").is_file():
-        resolve_splits(cfg.data, data_dir, val=cfg.val, test=cfg.test, seed=cfg.seed)
-    barrier(info)
+    if not (data_dir / "train.csv").is_file():
+        run_on_main(info, functools.partial(resolve_splits, cfg.data, data_dir, val=cfg.val, test=cfg.test,
+                                            seed=cfg.seed))
     return resolve_splits(data_dir, None, val=cfg.val, test=cfg.test, seed=cfg.seed)
 
 
@@ -181,35 +188,96 @@ def wrap_ddp(model: nn.Module, device: torch.device, info: DistInfo) -> nn.Modul
     return nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
 
-def save_epoch(run_dir, model, spec, optimizer, scheduler, stopper, history, epoch, is_best, cfg) -> None:
-    metrics = {k: v for k, v in history[-1].items() if isinstance(v, (int, float))}
-    weights = run_dir / "weights"
-    ckpt.save_model(weights / "last", model, spec, epoch=epoch, metrics=metrics, config=cfg.to_dict())
+def rng_state() -> dict:
+    """This process's random state: Python, NumPy, torch (and CUDA) generators."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             # as a tensor: torch.load(weights_only=True) reads tensors, not NumPy arrays
+             "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": pos,
+                       "has_gauss": has_gauss, "gauss": gauss}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if "numpy" in state:
+        n = state["numpy"]
+        np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["cuda"])
+
+
+def history_metrics(history: list[dict], epoch: int) -> dict:
+    row = next((h for h in history if h["epoch"] == epoch), {})
+    return {k: v for k, v in row.items() if isinstance(v, (int, float))}
+
+
+def save_epoch(run_dir: Path, state: dict) -> None:
+    """Commit an epoch: ``state.pt`` holds everything a resume needs (weights, best weights,
+    optimizer, scheduler, early stopping, history, every rank's RNG) and is written in one
+    atomic rename, so a kill -9 at any moment leaves either epoch N-1 or epoch N, never a mix.
+    The files people use (last/best weights, history, curves) are views of it, rebuilt on resume."""
+    ckpt.save_train_state(run_dir / "weights" / "state.pt", state)
+
+
+def commit_epoch(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, model: nn.Module,
+                 is_best: bool) -> dict:
+    """Rank 0: commit the epoch with the model's weights, then write its views and log it.
+    Returns the best weights so far."""
+    state["model"] = ckpt.cpu_state_dict(model)
     if is_best:
-        ckpt.save_model(weights / "best", model, spec, epoch=epoch, metrics=metrics, config=cfg.to_dict())
-    ckpt.save_train_state(weights / "state.pt", {
-        "epoch": epoch,
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "early_stopping": stopper.state_dict(),
-        "history": history,
-        "rng_torch": torch.get_rng_state(),
-        "rng_python": random.getstate(),
-    })
+        state["best_model"] = state["model"]  # one snapshot, stored once
+    save_epoch(run_dir, state)
+    write_epoch_views(run_dir, spec, cfg, state, best=is_best)
+    row = state["history"][-1]
+    log.info(
+        f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
+        f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if row['frozen'] else ''}"
+    )
+    return state["best_model"]
+
+
+def write_epoch_views(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, best: bool) -> None:
+    """last (and, if ``best``, best) weights with their metadata, history.csv and curves.png."""
+    weights, history, config = run_dir / "weights", state["history"], cfg.to_dict()
+    epoch, best_epoch = state["epoch"], state["early_stopping"]["best_epoch"]
+    ckpt.save_model(weights / "last", state["model"], spec, epoch=epoch,
+                    metrics=history_metrics(history, epoch), config=config)
+    if best and state.get("best_model") is not None:
+        ckpt.save_model(weights / "best", state["best_model"], spec, epoch=best_epoch,
+                        metrics=history_metrics(history, best_epoch), config=config)
     save_history_and_curves(run_dir, history, spec)
 
 
-def restore_state(run_dir, model, optimizer, scheduler, stopper) -> tuple[int, list[dict]]:
-    """Continue after the last completed epoch: model, optimizer, scheduler, early stopping, RNG."""
+def load_resume_state(run_dir: Path) -> dict:
+    """``state.pt``; one written before the weights moved into it must match ``last``'s epoch."""
     state = ckpt.load_train_state(run_dir / "weights" / "state.pt")
-    last, _, _ = ckpt.load_model(run_dir / "weights" / "last.safetensors")
-    model.load_state_dict(last.state_dict())
+    if "model" not in state:  # older layout: weights in last.safetensors, written separately
+        last = run_dir / "weights" / "last.safetensors"
+        last_epoch = ckpt.read_checkpoint_meta(last).get("epoch")
+        if last_epoch != state["epoch"]:
+            raise ArtstyleError(f"{run_dir}: weights/last.safetensors is from epoch {last_epoch} but "
+                                f"weights/state.pt from epoch {state['epoch']}; cannot resume safely")
+        state["model"] = ckpt.load_model(last)[0].state_dict()
+        state["rng"] = [{"torch": state["rng_torch"], "python": state["rng_python"]}]
+    return state
+
+
+def restore_state(run_dir, model, optimizer, scheduler, stopper, info: DistInfo) -> tuple[int, list[dict], dict]:
+    """Continue after the last committed epoch: model, optimizer, scheduler, early stopping and
+    this rank's own RNG. Returns the next epoch, the history and the state."""
+    state = load_resume_state(run_dir)
+    model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     scheduler.load_state_dict(state["scheduler"])
     stopper.load_state_dict(state["early_stopping"])
-    torch.set_rng_state(state["rng_torch"])
-    random.setstate(state["rng_python"])
-    return state["epoch"] + 1, state["history"]
+    if info.rank < len(state["rng"]):  # a resume on more processes seeds the new ranks afresh
+        set_rng_state(state["rng"][info.rank])
+    return state["epoch"] + 1, state["history"], state
 
 
 def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
@@ -233,9 +301,12 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode=mode, factor=cfg.lr_factor,
                                                            patience=cfg.lr_patience, min_lr=cfg.min_lr)
     stopper = EarlyStopping(cfg.patience, mode)
-    start, history = 0, []
+    start, history, best_weights = 0, [], None
     if (run_dir / "weights" / "state.pt").is_file():
-        start, history = restore_state(run_dir, model, optimizer, scheduler, stopper)
+        start, history, state = restore_state(run_dir, model, optimizer, scheduler, stopper, info)
+        best_weights = state.get("best_model")
+        # A kill may have come after the commit but before these were written.
+        run_on_main(info, write_epoch_views, run_dir, spec, cfg, state, True)
         log.info(f"resumed {run_dir} after epoch {start - 1}")
 
     ddp, frozen = None, None
@@ -262,14 +333,11 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
         monitored = row[cfg.monitor]
         is_best = stopper.step(monitored, epoch)
         scheduler.step(monitored)
-        if info.is_main:
-            save_epoch(run_dir, model, spec, optimizer, scheduler, stopper, history, epoch, is_best, cfg)
-            log.info(
-                f"epoch {epoch:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-                f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
-                f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if frozen else ''}"
-            )
-        barrier(info)
+        rngs = gather_objects(rng_state(), info)  # every rank's own, so that a resume restores each
+        state = {"epoch": epoch, "best_model": best_weights, "optimizer": optimizer.state_dict(),
+                 "scheduler": scheduler.state_dict(), "early_stopping": stopper.state_dict(),
+                 "history": history, "rng": rngs}
+        best_weights = run_on_main(info, commit_epoch, run_dir, spec, cfg, state, model, is_best)
     if stopper.should_stop and info.is_main:
         log.info(f"early stopping: no {cfg.monitor} improvement for {cfg.patience} epochs "
                  f"(best epoch {stopper.best_epoch})")
@@ -281,6 +349,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
 def train(config: TrainConfig | None = None, *, resume: str | None = None, **overrides) -> TrainResult:
     """Train a classifier. ``train(TrainConfig(data="data/", output="runs/x"))`` or
     ``train(data="data/", output="runs/x", epochs=5)``; ``train(resume="runs/x")`` continues."""
+    check_option_names(overrides)
     if resume:
         cfg = config_for_resume(Path(resume), overrides)
     else:
@@ -294,12 +363,18 @@ def train(config: TrainConfig | None = None, *, resume: str | None = None, **ove
         cleanup(info)
 
 
+def record_run_start(run_dir, cfg, frames, classes, spec, device, info) -> None:
+    ckpt.write_json(run_dir / "config.json", cfg.to_dict())
+    ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})
+    log_data_summary(frames, classes)
+    log.info(f"model {spec.backbone} ({spec.arch}), init: {spec.init}, {cfg.mode} at {spec.image_size}px "
+             f"on {device}{f' x{info.world_size} (DDP)' if info.enabled else ''}")
+
+
 def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResult:
     device = select_device(cfg.device, info)
     run_dir = Path(cfg.output)
-    if info.is_main:
-        run_dir = prepare_run_dir(cfg, resuming)
-    barrier(info)
+    run_on_main(info, prepare_run_dir, cfg, resuming)
     setup_logging(run_dir if info.is_main else None)
     if not info.is_main:
         log.setLevel(logging.WARNING)
@@ -307,13 +382,9 @@ def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResul
     frames = load_data(cfg, run_dir, info)
     classes = class_names(frames)
     model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
-                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden)
-    if info.is_main:
-        ckpt.write_json(run_dir / "config.json", cfg.to_dict())
-        ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})
-        log_data_summary(frames, classes)
-        log.info(f"model {spec.backbone} ({spec.arch}), init: {spec.init}, {cfg.mode} at {spec.image_size}px "
-                 f"on {device}{f' x{info.world_size} (DDP)' if info.enabled else ''}")
+                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden,
+                               head=cfg.head)
+    run_on_main(info, record_run_start, run_dir, cfg, frames, classes, spec, device, info)
     model.to(device)
     if cfg.mode == "probe":
         from .probe import run_probe

@@ -32,6 +32,8 @@ INT8_SUFFIX = ".int8.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
 DEFAULT_BATCH_SIZE = 32
 CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
+# The label of a prediction below the classifier's min_confidence (its probabilities are kept).
+UNCERTAIN = "uncertain"
 
 
 @dataclass
@@ -166,7 +168,10 @@ class Classifier:
 
     def __init__(self, session, card: dict, path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
                  workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-                 max_download: int = DEFAULT_MAX_DOWNLOAD):
+                 max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
+                 allow_private_urls: bool = False):
+        if not 0.0 <= min_confidence <= 1.0:
+            raise ArtstyleError(f"min_confidence must be between 0 and 1, got {min_confidence}")
         self.session = session
         self.card = card
         self.path = path
@@ -178,6 +183,9 @@ class Classifier:
         self.workers = workers or cpu_count()
         self.url_timeout = url_timeout
         self.max_download = max_download
+        # The card's probabilities are temperature-calibrated, so a threshold means what it says.
+        self.min_confidence = min_confidence
+        self.allow_private_urls = allow_private_urls
         self.input_name = session.get_inputs()[0].name
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
         self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
@@ -195,7 +203,7 @@ class Classifier:
     def load_image(self, source, name: str | None = None) -> Image.Image:
         """A path, URL, bytes, binary file or PIL image -> upright RGB image."""
         return load_any(source, name, draft_size=self.draft_size, url_timeout=self.url_timeout,
-                        max_download=self.max_download)
+                        max_download=self.max_download, allow_private_urls=self.allow_private_urls)
 
     def to_array(self, source, name: str | None = None) -> np.ndarray:
         """One input, decoded and preprocessed exactly as at export: float32 CHW."""
@@ -277,26 +285,28 @@ class Classifier:
 
     def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
         best = int(probs.argmax())
+        confident = probs[best] >= self.min_confidence
         return Prediction(
-            source=name, label=self.classes[best], confidence=float(probs[best]),
+            source=name, label=self.classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
             probs={c: float(p) for c, p in zip(self.classes, probs)},
         )
 
 
 def load_any(source, name: str | None = None, *, draft_size: int | None = None,
-             url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD) -> Image.Image:
+             url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
+             allow_private_urls: bool = False) -> Image.Image:
     """A path, http(s) URL, bytes, binary file or PIL image -> upright RGB image.
     Raises ``ImageLoadError`` naming the input."""
     if isinstance(source, Image.Image):
         return to_rgb(source)
     if is_url(source):
-        data = fetch_url(source, timeout=url_timeout, max_bytes=max_download)
+        data = fetch_url(source, timeout=url_timeout, max_bytes=max_download, allow_private=allow_private_urls)
         return open_image(data, name=source, draft_size=draft_size)
     return open_image(source, name=name, draft_size=draft_size)
 
 
 def is_single(inputs) -> bool:
-    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, Image.Image)) or hasattr(inputs, "read")
+    return isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(inputs, "read")
 
 
 def name_for(source, index: int) -> str | None:
@@ -316,7 +326,8 @@ def describe(source, index: int) -> str:
 
 def load(model: str | os.PathLike | None = None, *, precision: str = "auto", threads: int | None = None,
          batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-         max_download: int = DEFAULT_MAX_DOWNLOAD) -> Classifier:
+         max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
+         allow_private_urls: bool = False) -> Classifier:
     """Load an exported model (``.onnx`` with its ``.json`` model card; default: the shipped
     model) after checking its sha256.
 
@@ -325,8 +336,11 @@ def load(model: str | os.PathLike | None = None, *, precision: str = "auto", thr
     named, and for the shipped model its int8 version when installed.
 
     ``threads``: ONNX Runtime intra-op threads (default: the CPUs this process may use);
-    ``workers``: decode threads; ``url_timeout`` (seconds) and ``max_download`` (bytes) apply
-    to http(s) inputs.
+    ``workers``: decode threads; ``url_timeout`` (seconds, for each whole download) and
+    ``max_download`` (bytes) apply to http(s) inputs, which may not reach loopback, private,
+    link-local, multicast or reserved addresses unless ``allow_private_urls``.
+    A prediction whose confidence is below ``min_confidence`` is labelled ``"uncertain"`` (its
+    probabilities are kept), for users who filter data.
     """
     path = resolve_model(model, precision)
     card = read_card(path)
@@ -335,4 +349,5 @@ def load(model: str | os.PathLike | None = None, *, precision: str = "auto", thr
     if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
         raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")
     return Classifier(session, card, path, batch_size=batch_size, workers=workers,
-                      url_timeout=url_timeout, max_download=max_download)
+                      url_timeout=url_timeout, max_download=max_download, min_confidence=min_confidence,
+                      allow_private_urls=allow_private_urls)

@@ -1,15 +1,23 @@
 """What ``artstyle predict`` was asked to classify: files, folders (recursive), globs, ``-`` for
-a list on stdin, and http(s) URLs, which are fetched here with a timeout, a size cap and a
-content-type check. Standard library only, so the predictor stays small."""
+a list on stdin, and http(s) URLs, which are fetched here with a deadline for the whole download,
+a size cap, a content-type check, redirects followed by hand (at most 5) and every hop's address
+checked: no loopback, private, link-local, multicast or reserved address unless the user allows
+it, since services embed ``artstyle.load().predict(url)`` with URLs from their users.
+Standard library only, so the predictor stays small."""
 
 from __future__ import annotations
 
+import contextlib
 import glob
+import http.client
+import ipaddress
 import os
 import socket
+import ssl
 import sys
-import urllib.error
-import urllib.request
+import threading
+import time
+import urllib.parse
 from typing import Iterable, Iterator, TextIO
 
 from .. import __version__
@@ -19,6 +27,9 @@ from ..images import is_image_file
 URL_SCHEMES = ("http://", "https://")
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_DOWNLOAD = 20 * 1024 * 1024
+MAX_REDIRECTS = 5
+REDIRECT_CODES = (301, 302, 303, 307, 308)
+CHUNK = 64 * 1024
 # Servers that do not know better label images as octet-stream; the decoder still checks them.
 ACCEPTED_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
 
@@ -77,32 +88,178 @@ def expand_inputs(args: Iterable[str], stdin: TextIO | None = None) -> list[str]
     return inputs
 
 
-def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_DOWNLOAD) -> bytes:
-    """The body of an http(s) URL that claims to be an image, at most ``max_bytes`` long.
-    Every failure is an ``ImageLoadError(url, reason)`` with a one-line reason."""
-    request = urllib.request.Request(url, headers={"User-Agent": f"artstyle/{__version__}"})
+class Deadline:
+    """One clock for a whole download. A socket timeout only bounds each read, so a server that
+    trickles a byte at a time could hold a request for ever; at the deadline a timer shuts the
+    connection down, which ends any read in progress."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.end = time.monotonic() + seconds
+        self.expired = False
+        self.connection: http.client.HTTPConnection | None = None
+        self.timer = threading.Timer(seconds, self.expire)
+        self.timer.daemon = True
+
+    def remaining(self) -> float:
+        left = self.end - time.monotonic()
+        if left <= 0:
+            self.expired = True
+        return max(left, 0.0)
+
+    def expire(self) -> None:
+        self.expired = True
+        sock = self.connection.sock if self.connection is not None else None
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def __enter__(self):
+        self.timer.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+
+
+def blocked_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why an address is not on the public internet (None when it is)."""
+    ip = getattr(ip, "ipv4_mapped", None) or ip
+    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
+        if getattr(ip, f"is_{kind}"):
+            return kind.replace("_", "-")
+    return None if ip.is_global else "non-public"
+
+
+def is_allowed(ip, allow_private: bool | Iterable[str]) -> bool:
+    """``allow_private``: True allows every address, or a list of networks ("10.1.2.0/24") allows those."""
+    if not allow_private or allow_private is True:
+        return bool(allow_private)
+    return any(ip in ipaddress.ip_network(net, strict=False) for net in allow_private)
+
+
+def resolve_public(url: str, host: str, port: int, allow_private: bool | Iterable[str]) -> str:
+    """The address to connect to, after checking every address the name resolves to: an
+    image URL must not reach this machine or its network (SSRF) unless the user allows it."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            check_content_type(url, response.headers.get_content_type(), response.headers.get("Content-Type"))
-            declared = response.headers.get("Content-Length")
-            if declared and declared.isdigit() and int(declared) > max_bytes:
-                raise ImageLoadError(url, f"too large: {int(declared):,} bytes (limit {max_bytes:,})")
-            # Read one byte past the cap: a server may omit or understate Content-Length.
-            body = response.read(max_bytes + 1)
-    except urllib.error.HTTPError as exc:
-        raise ImageLoadError(url, f"HTTP {exc.code} {exc.reason}") from None
-    except urllib.error.URLError as exc:
-        reason = exc.reason
-        if isinstance(reason, (socket.timeout, TimeoutError)):
-            raise ImageLoadError(url, f"timed out after {timeout:g}s") from None
-        raise ImageLoadError(url, f"cannot reach: {getattr(reason, 'strerror', None) or reason}") from None
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ImageLoadError(url, f"cannot reach: {getattr(exc, 'strerror', None) or exc}") from None
+    addresses = [info[4][0] for info in infos]
+    if allow_private is not True:
+        for address in addresses:
+            ip = ipaddress.ip_address(address.split("%")[0])
+            reason = None if is_allowed(ip, allow_private) else blocked_reason(ip)
+            if reason:
+                shown = host if host.strip("[]") == address else f"{host} ({address})"
+                raise ImageLoadError(url, f"refused: {shown} is a {reason} address; "
+                                          "pass --allow-private-urls (allow_private_urls=True) to fetch it")
+    return addresses[0]
+
+
+class PinnedHTTPConnection(http.client.HTTPConnection):
+    """Connects to the address that was checked, not to whatever the name resolves to next
+    (a second DNS answer could point elsewhere)."""
+
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self.address = address
+
+    def connect(self):
+        self.sock = socket.create_connection((self.address, self.port), self.timeout)
+
+
+class PinnedHTTPSConnection(http.client.HTTPSConnection):
+    def __init__(self, host, port, address, timeout):
+        super().__init__(host, port, timeout=timeout)
+        self.address, self.tls = address, ssl.create_default_context()
+
+    def connect(self):
+        sock = socket.create_connection((self.address, self.port), self.timeout)
+        self.sock = self.tls.wrap_socket(sock, server_hostname=self.host)  # certificate checked for the name
+
+
+def fetch_url(url: str, *, timeout: float = DEFAULT_TIMEOUT, max_bytes: int = DEFAULT_MAX_DOWNLOAD,
+              allow_private: bool | Iterable[str] = False, max_redirects: int = MAX_REDIRECTS) -> bytes:
+    """The body of an http(s) URL that claims to be an image, at most ``max_bytes`` long, within
+    ``timeout`` seconds for the whole download (redirects included). Loopback, private,
+    link-local, multicast and reserved addresses are refused on every hop unless ``allow_private``
+    (True, or a list of networks to allow).
+    Every failure is an ``ImageLoadError(url, reason)`` with a one-line reason."""
+    deadline = Deadline(timeout)
+    try:
+        with deadline:
+            return download(url, deadline, max_bytes, allow_private, max_redirects)
+    except ImageLoadError:
+        raise
     except (socket.timeout, TimeoutError):
         raise ImageLoadError(url, f"timed out after {timeout:g}s") from None
-    except (OSError, ValueError) as exc:  # connection reset mid-body, malformed URL
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        if deadline.expired:
+            raise ImageLoadError(url, f"timed out after {timeout:g}s (whole download)") from None
         raise ImageLoadError(url, f"download failed: {exc}") from None
-    if len(body) > max_bytes:
-        raise ImageLoadError(url, f"too large: over {max_bytes:,} bytes (limit)")
-    return body
+
+
+def open_response(url: str, current: str, deadline: Deadline, allow_private) -> http.client.HTTPResponse:
+    """One request to ``current`` (a hop of ``url``), to an address checked before connecting."""
+    parts = urllib.parse.urlsplit(current)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ImageLoadError(url, f"refused: not an http(s) URL ({current})")
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    address = resolve_public(url, parts.hostname, port, allow_private)
+    kind = PinnedHTTPSConnection if parts.scheme == "https" else PinnedHTTPConnection
+    connection = kind(parts.hostname, port, address, timeout=max(deadline.remaining(), 0.001))
+    deadline.connection = connection
+    try:
+        connection.connect()
+    except (socket.timeout, TimeoutError):
+        raise
+    except OSError as exc:  # refused, unreachable, TLS failure
+        raise ImageLoadError(url, f"cannot reach: {exc.strerror or exc}") from None
+    target = urllib.parse.urlunsplit(("", "", parts.path or "/", parts.query, ""))
+    connection.request("GET", target, headers={"User-Agent": f"artstyle/{__version__}", "Accept": "image/*"})
+    return connection.getresponse()
+
+
+def download(url: str, deadline: Deadline, max_bytes: int, allow_private, max_redirects: int) -> bytes:
+    current = url
+    for _ in range(max_redirects + 1):
+        response = open_response(url, current, deadline, allow_private)
+        try:
+            location = response.getheader("Location")
+            if response.status in REDIRECT_CODES and location:
+                current = urllib.parse.urljoin(current, location)  # checked again on the next hop
+                continue
+            if response.status >= 400:
+                raise ImageLoadError(url, f"HTTP {response.status} {response.reason}")
+            check_content_type(url, response.headers.get_content_type(), response.headers.get("Content-Type"))
+            return read_body(url, response, deadline, max_bytes)
+        finally:
+            response.close()
+            deadline.connection.close()
+    raise ImageLoadError(url, f"too many redirects (more than {max_redirects})")
+
+
+def read_body(url: str, response: http.client.HTTPResponse, deadline: Deadline, max_bytes: int) -> bytes:
+    declared = response.getheader("Content-Length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise ImageLoadError(url, f"too large: {int(declared):,} bytes (limit {max_bytes:,})")
+    chunks, size = [], 0
+    while True:
+        if deadline.remaining() <= 0:
+            raise TimeoutError
+        # read1: at most one read from the socket, so the deadline is checked between reads.
+        chunk = response.read1(min(CHUNK, max_bytes + 1 - size))
+        if deadline.expired:
+            raise TimeoutError
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+        # Counted as it arrives: a server may omit or understate Content-Length.
+        if size > max_bytes:
+            raise ImageLoadError(url, f"too large: over {max_bytes:,} bytes (limit)")
+    return b"".join(chunks)
 
 
 def check_content_type(url: str, content_type: str, raw_header: str | None) -> None:

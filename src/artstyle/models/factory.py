@@ -40,6 +40,7 @@ class ModelSpec:
     drop_rate: float = 0.2
     hidden: int = 0
     init: str = RANDOM_INIT
+    head: str = "pooled"  # pooled: timm's own head; style: StyleClassifier (statistics of every level)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -80,13 +81,16 @@ def create_model(
     image_size: int = 150,
     drop_rate: float = 0.2,
     hidden: int = 0,
+    head: str = "pooled",
 ) -> tuple[nn.Module, ModelSpec]:
     """Create ``backbone`` with a fresh ``len(classes)``-way head.
 
     ImageNet weights: the packaged files for EfficientNet-Lite0/2; ``weights`` (a timm or
     torchvision state dict, .safetensors or .pth) for any other architecture, or the hub when
     online. ``pretrained=False`` is the only way to get random initialisation.
+    ``head="style"`` classifies from the style statistics of every level (:mod:`.style`).
     """
+    check_head(head, hidden)
     arch = resolve_arch(backbone)
     model = timm.create_model(arch, pretrained=False, drop_rate=drop_rate)
     if weights:
@@ -98,21 +102,37 @@ def create_model(
     else:
         init = load_from_hub(model, arch, backbone)
     cfg = model.pretrained_cfg
-    build_head(model, len(classes), hidden, drop_rate)
     spec = ModelSpec(
         backbone=backbone, arch=arch, classes=list(classes), image_size=image_size,
         mean=[float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))],
         std=[float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))],
-        drop_rate=drop_rate, hidden=hidden, init=init,
+        drop_rate=drop_rate, hidden=hidden, init=init, head=head,
     )
-    return model, spec
+    return attach_head(model, spec), spec
+
+
+HEADS = ("pooled", "style")
+
+
+def check_head(head: str, hidden: int) -> None:
+    if head not in HEADS:
+        raise ArtstyleError(f"unknown head '{head}' (choose {' or '.join(HEADS)})")
+    if head == "style" and hidden:
+        raise ArtstyleError("the style head is linear; drop --hidden")
+
+
+def attach_head(model: nn.Module, spec: ModelSpec) -> nn.Module:
+    if spec.head == "style":
+        from .style import StyleClassifier
+
+        return StyleClassifier(model, len(spec.classes), spec.drop_rate)
+    build_head(model, len(spec.classes), spec.hidden, spec.drop_rate)
+    return model
 
 
 def rebuild_model(spec: ModelSpec) -> nn.Module:
     """The architecture of a saved model, ready for its fine-tuned state dict."""
-    model = timm.create_model(spec.arch, pretrained=False, drop_rate=spec.drop_rate)
-    build_head(model, len(spec.classes), spec.hidden, spec.drop_rate)
-    return model
+    return attach_head(timm.create_model(spec.arch, pretrained=False, drop_rate=spec.drop_rate), spec)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:

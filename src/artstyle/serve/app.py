@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from .. import __version__
 from ..errors import ImageLoadError
 from ..infer import Classifier, load
 from ..infer.predictor import cpu_count
-from .explain import Explainer
+from .explain import Explainer, ExplainQueueFullError
 from .inference import Decoded, InferenceService
 from .limits import DeclaredSizeLimit, RequestTimeout, error_body, too_large_detail
 from .schemas import ErrorResponse, ExplainStatus, Health, ImageResult, PredictResponse
@@ -77,12 +78,14 @@ def create_app(settings: ServeSettings | None = None, classifier: Classifier | N
     classifier = classifier or load(settings.model, precision=settings.precision, threads=threads, workers=threads)
     service = InferenceService(classifier, threads=threads, max_batch=settings.max_batch,
                                max_pixels=settings.max_pixels)
+    explainer = Explainer(classifier.path, threads, settings.max_explain_queue)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         await service.start()
         yield
         await service.stop()
+        explainer.stop()
 
     swagger_assets = local_swagger_ui()
     app = FastAPI(
@@ -92,7 +95,7 @@ def create_app(settings: ServeSettings | None = None, classifier: Classifier | N
     )
     app.state.settings = settings
     app.state.service = service
-    app.state.explainer = Explainer(classifier.path, threads)
+    app.state.explainer = explainer
     # The last added is the outermost: the deadline covers everything, the size check included.
     app.add_middleware(DeclaredSizeLimit, max_bytes=settings.max_upload_bytes)
     app.add_middleware(RequestTimeout, seconds=settings.request_timeout)
@@ -100,6 +103,7 @@ def create_app(settings: ServeSettings | None = None, classifier: Classifier | N
     # On the routes, not the app: FastAPI's app-wide limit would turn DeclaredSizeLimit's JSON
     # answer into plain text.
     app.include_router(router, max_body_size=settings.max_upload_bytes)
+    app.include_router(api, max_body_size=settings.max_upload_bytes)
     mount_page(app)
     if swagger_assets:
         mount_offline_docs(app, swagger_assets)
@@ -163,7 +167,35 @@ def mount_offline_docs(app: FastAPI, assets: Path) -> None:
 
 # ---------------------------------------------------------------------------- routes
 
+def require_api_key(request: Request) -> None:
+    """With an API key set, /v1/* needs ``Authorization: Bearer KEY`` (/healthz and the page stay open)."""
+    key = request.app.state.settings.api_key
+    if not key:
+        return
+    scheme, _, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), key.encode()):
+        raise HTTPException(401, "missing or wrong API key: send the header 'Authorization: Bearer KEY'",
+                            headers={"WWW-Authenticate": "Bearer"})
+
+
 router = APIRouter()
+api = APIRouter(dependencies=[Depends(require_api_key)], responses={401: {"model": ErrorResponse,
+                                                                          "description": "missing or wrong API key"}})
+# What /v1/model shows of the card: what a client needs, none of the machine's local paths
+# (source_checkpoint, the training data folder, the parity images' names).
+PUBLIC_CARD_FIELDS = ("format", "artstyle_version", "backbone", "arch", "classes", "image_size", "mean", "std",
+                      "crop_pct", "init", "input", "output", "preprocess", "metrics", "test_metrics", "onnx_sha256",
+                      "onnx_bytes", "opset", "created")
+PUBLIC_NESTED_FIELDS = {"training": ("epoch", "data_summary"),
+                        "parity": ("max_abs_diff", "tolerance", "passed", "argmax_agree")}
+
+
+def public_card(card: dict) -> dict:
+    public = {k: card[k] for k in PUBLIC_CARD_FIELDS if k in card}
+    for name, keys in PUBLIC_NESTED_FIELDS.items():
+        if isinstance(card.get(name), dict):
+            public[name] = {k: card[name][k] for k in keys if k in card[name]}
+    return public
 
 
 def get_service(request: Request) -> InferenceService:
@@ -183,7 +215,7 @@ Settings = Annotated[ServeSettings, Depends(get_settings)]
 ExplainerDep = Annotated[Explainer, Depends(get_explainer)]
 
 
-@router.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, openapi_extra=PREDICT_BODY,
+@api.post("/v1/predict", response_model=PredictResponse, responses=ERROR_RESPONSES, openapi_extra=PREDICT_BODY,
              summary="Classify one or more images")
 async def predict(
     request: Request, service: Service, settings: Settings, explainer: ExplainerDep,
@@ -192,20 +224,32 @@ async def predict(
     """Images as multipart form files (field `files`, repeatable), or one image as the raw body
     (`Content-Type: image/*` or `application/octet-stream`). One result per image, in order;
     a bad image among good ones gets its `error` and the others their predictions."""
+    if not explain:
+        return await predict_uploads(request, service, settings)
+    try:
+        with explainer.admitted():
+            return await predict_uploads(request, service, settings, explainer)
+    except ExplainQueueFullError:
+        raise HTTPException(503, f"the explain queue is full ({explainer.max_pending} requests): retry shortly, "
+                                 "or ask without ?explain=true", headers={"Retry-After": "2"}) from None
+
+
+async def predict_uploads(request: Request, service: InferenceService, settings: ServeSettings,
+                          explainer: Explainer | None = None):
     uploads = await read_uploads(request, settings)
-    results, decoded = await classify(service, uploads, keep_images=explain)
+    results, decoded = await classify(service, uploads, keep_images=explainer is not None)
     if all(r.error for r in results):
         detail = results[0].error if len(results) == 1 else f"none of the {len(results)} images could be classified"
         body = ErrorResponse(error="unprocessable_image", detail=detail, results=results)
         return JSONResponse(body.model_dump(), status_code=422)
-    status = await add_heatmaps(explainer, service, results, decoded) if explain else None
+    status = await add_heatmaps(explainer, results, decoded) if explainer else None
     classifier = service.classifier
     return PredictResponse(model=classifier.path.name, classes=classifier.classes, results=results, explain=status)
 
 
-@router.get("/v1/model", summary="The model card: classes, input size, preprocessing, metrics, provenance")
+@api.get("/v1/model", summary="The model card's public part: classes, input size, preprocessing, metrics")
 async def model_card(service: Service) -> dict:
-    return service.classifier.card
+    return public_card(service.classifier.card)
 
 
 @router.get("/healthz", response_model=Health, summary="Liveness, whether the model is loaded, and the limits")
@@ -273,11 +317,11 @@ def result_for(upload: Upload, decoded: Decoded, probs, classes: list[str]) -> I
                        width=decoded.width, height=decoded.height)
 
 
-async def add_heatmaps(explainer: Explainer, service: InferenceService, results: list[ImageResult],
-                       decoded: list) -> ExplainStatus:
-    """Grad-CAM of each classified image's predicted class, run in turn with the model batches."""
+async def add_heatmaps(explainer: Explainer, results: list[ImageResult], decoded: list) -> ExplainStatus:
+    """Grad-CAM of each classified image's predicted class, on the explain thread (predictions
+    meanwhile go on on the model thread)."""
     for result, item in zip(results, decoded):
         if explainer.available and isinstance(item, Decoded):
             caption = f"{result.label} {result.confidence:.0%}"
-            result.heatmap_png = await service.in_model_thread(explainer.heatmap_png, item.image, item.array, caption)
+            result.heatmap_png = await explainer.run(explainer.heatmap_png, item.image, item.array, caption)
     return ExplainStatus(available=explainer.available, detail=explainer.unavailable_reason)

@@ -5,14 +5,21 @@ The ONNX model cannot give gradients, so explanations need the PyTorch weights e
 it (``artstyle export --with-weights``) and the training extra (torch, timm). Without either the
 server still predicts and says, per response, why there is no heatmap. torch is imported on the
 first explanation, not at startup, so a server that never explains never pays for it.
+
+A Grad-CAM (a backward pass) costs many predictions, so explanations run on a thread of their
+own, never on the model thread that predictions queue for, and with half the cores' torch
+threads; at most ``max_pending`` explain requests are admitted at once, the others get 503.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
 import importlib.util
 import io
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -21,13 +28,38 @@ from PIL import Image
 from ..errors import ArtstyleError
 
 
+class ExplainQueueFullError(Exception):
+    pass
+
+
 class Explainer:
-    def __init__(self, onnx_path: Path, threads: int):
+    def __init__(self, onnx_path: Path, threads: int, max_pending: int = 4):
         self.onnx_path = Path(onnx_path)
-        self.threads = threads
+        self.threads = max(1, threads // 2)  # the other half stays with the predictions
         self.unavailable_reason = self.check_available()
         self.model = self.spec = None
         self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artstyle-explain")
+        self.max_pending = max(1, max_pending)
+        self.pending = 0  # admitted explain requests; only the event loop touches it
+
+    @contextlib.contextmanager
+    def admitted(self):
+        """A place among the explain requests, or ``ExplainQueueFullError``."""
+        if self.pending >= self.max_pending:
+            raise ExplainQueueFullError
+        self.pending += 1
+        try:
+            yield
+        finally:
+            self.pending -= 1
+
+    async def run(self, fn, *args):
+        """``fn`` on the explain thread."""
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
+
+    def stop(self) -> None:
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     @property
     def available(self) -> bool:

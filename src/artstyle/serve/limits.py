@@ -28,7 +28,7 @@ def error_body(status: int, detail: str, code: str | None = None) -> dict:
 
 
 ERROR_CODES = {
-    400: "bad_request", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
+    400: "bad_request", 401: "unauthorized", 404: "not_found", 405: "method_not_allowed", 408: "request_timeout",
     413: "payload_too_large", 415: "unsupported_media_type", 422: "unprocessable_image",
     500: "internal_error", 503: "unavailable",
 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 # uvicorn's worker processes are started afresh: they get the settings from the environment.
 ENV_VAR = "ARTSTYLE_SERVE_SETTINGS"
@@ -24,6 +24,9 @@ class ServeSettings:
     max_batch: int = 4  # images per model call when concurrent requests are batched; 1: no batching
     threads: int | None = None  # decode threads and ONNX Runtime threads (default: cores / workers)
     max_connections: int = 128  # beyond this uvicorn answers 503 rather than queueing without bound
+    # ?explain=true requests admitted at once (running or waiting for the explain thread); more get 503.
+    max_explain_queue: int = 4
+    api_key: str | None = field(default=None, repr=False)  # Bearer token for /v1/*; None: no auth
 
     @property
     def max_upload_bytes(self) -> int:

@@ -94,6 +94,18 @@ function splitIntoRequests(items) {
   return batches;
 }
 
+// The API key of a server started with one, asked once and kept for this tab only.
+function authHeaders() {
+  const key = sessionStorage.getItem("artstyle-api-key");
+  return key ? { Authorization: `Bearer ${key}` } : {};
+}
+
+function askForKey() {
+  const key = window.prompt("This server needs an API key:");
+  if (key) sessionStorage.setItem("artstyle-api-key", key.trim());
+  return Boolean(key);
+}
+
 // Returns how many of the batch's images could not be classified.
 async function classifyBatch(batch) {
   const form = new FormData();
@@ -101,7 +113,11 @@ async function classifyBatch(batch) {
   const explain = state.explain && $("explain").checked;
   let body, response;
   try {
-    response = await fetch(`/v1/predict${explain ? "?explain=true" : ""}`, { method: "POST", body: form });
+    const url = `/v1/predict${explain ? "?explain=true" : ""}`;
+    response = await fetch(url, { method: "POST", body: form, headers: authHeaders() });
+    if (response.status === 401 && askForKey()) { // a server started with an API key
+      response = await fetch(url, { method: "POST", body: form, headers: authHeaders() });
+    }
     body = await response.json();
   } catch (error) {
     batch.forEach(({ card }) => showError(card, "the server could not be reached"));
