@@ -2,6 +2,10 @@
 
     python bench/bench_predict.py [--images 2000] [--model M.onnx] [--data ../shared/data/artstyle-v1]
 
+With an int8 model beside the fp32 one (M.int8.onnx, from `artstyle export --int8`), its paths
+run in the same rounds: `artstyle predict --precision int8`, the in-process predictor and
+model-only, so int8 against fp32 and int8 end to end against model-only are side by side.
+
 Compares, on the same images in one run: the images are cut into --rounds chunks and every path
 runs on each chunk in turn (rotating the order), so all figures share the machine's load even
 when other work comes and goes. The paths:
@@ -100,12 +104,12 @@ def batches(items, size=BATCH):
         yield items[i:i + size]
 
 
-def cli_runner(onnx: Path):
+def cli_runner(onnx: Path, precision: str = "fp32"):
     """`artstyle predict DIR` as a user runs it: a new process per call, CSV written to a file."""
     def run(files: list[Path], folder: Path) -> float:
-        out = folder.with_suffix(".csv")
+        out = folder.with_suffix(f".{precision}.csv")
         cmd = [sys.executable, "-m", "artstyle", "predict", str(folder), "--model", str(onnx),
-               "--format", "csv", "-o", str(out), "--no-progress"]
+               "--precision", precision, "--format", "csv", "-o", str(out), "--no-progress"]
         seconds = timed(lambda: subprocess.run(cmd, check=True))
         rows = out.read_text().count("\n") - 1
         assert rows == len(files), f"expected {len(files)} rows, got {rows}"
@@ -113,8 +117,27 @@ def cli_runner(onnx: Path):
     return run
 
 
-def predictor_runner(clf):
-    return lambda files, folder: timed(lambda: sum(1 for _ in clf.predict_iter(files)))
+def predictor_runner(clf, in_model: list[float]):
+    """The in-process predictor; adds the seconds spent inside ONNX Runtime to ``in_model``:
+    near 100 % of the wall time means decoding keeps up and the model is the bottleneck."""
+    run_model = clf.run
+    active = [False]  # the model-only path calls the same classifier: count only this path's calls
+
+    def counted(batch):
+        tick = time.perf_counter()
+        out = run_model(batch)
+        if active[0]:
+            in_model[0] += time.perf_counter() - tick
+        return out
+    clf.run = counted
+
+    def run(files, folder):
+        active[0] = True
+        try:
+            return timed(lambda: sum(1 for _ in clf.predict_iter(files)))
+        finally:
+            active[0] = False
+    return run
 
 
 def model_only_runner(clf, sample: list[Path]):
@@ -223,15 +246,19 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2,
                         help="chunks of the images; every path runs on each chunk in turn, so all see the same load")
     parser.add_argument("--data", default=str(DEFAULT_DATA))
+    parser.add_argument("--results", default=str(RESULTS), help="where to write the JSON (default bench/results/predict.json)")
     parser.add_argument("--model", help="an exported .onnx (default: the shipped model, else a fresh Lite0 at 224)")
     args = parser.parse_args()
 
     import artstyle
-    from artstyle.infer.predictor import DEFAULT_MODEL
+    from artstyle.infer.predictor import DEFAULT_MODEL, int8_path
 
     info = {"machine": machine(), "images": args.images, "rounds": args.rounds, "data": str(args.data), "batch": BATCH}
     onnx, checkpoint, description = bench_model(args.model)
-    clf = artstyle.load(onnx)
+    clf = artstyle.load(onnx, precision="fp32")
+    onnx = clf.path
+    int8_onnx = int8_path(onnx)
+    clf_int8 = artstyle.load(int8_onnx) if int8_onnx.is_file() else None
     info["model"] = {"description": description, "image_size": clf.image_size, "arch": clf.card.get("arch"),
                      "onnx_sha256": clf.card["onnx_sha256"],
                      "ort_intra_op_threads": clf.session.get_session_options().intra_op_num_threads,
@@ -245,12 +272,27 @@ def main() -> None:
           f"{info['machine']['nproc']} CPUs ({info['machine']['cpu']}), load {info['machine']['load_average_at_start']}",
           flush=True)
 
+    in_model = {"fp32": [0.0], "int8": [0.0]}
     runners = {
         "artstyle_predict_cli": ("`artstyle predict DIR` (process start to CSV written)", cli_runner(onnx)),
-        "predictor_in_process": ("predictor end-to-end, in process (decode + inference)", predictor_runner(clf)),
+        "predictor_in_process": ("predictor end-to-end, in process (decode + inference)",
+                                 predictor_runner(clf, in_model["fp32"])),
         "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px", model_only_runner(clf, files)),
         "naive_torch": (f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", naive_runner(checkpoint)),
     }
+    if clf_int8:
+        info["model"]["int8"] = {"onnx_sha256": clf_int8.card["onnx_sha256"],
+                                 "quantization": {k: clf_int8.card["quantization"].get(k) for k in
+                                                  ("calibration_method", "calibration_images", "top1_agreement",
+                                                   "max_prob_diff", "holdout_images")}}
+        runners.update({
+            "artstyle_predict_cli_int8": ("`artstyle predict DIR --precision int8` (process start to CSV written)",
+                                          cli_runner(onnx, "int8")),
+            "predictor_in_process_int8": ("int8 predictor end-to-end, in process",
+                                          predictor_runner(clf_int8, in_model["int8"])),
+            "ort_model_only_int8": (f"ONNX Runtime int8 model only, batch {BATCH}, {clf.image_size}px",
+                                    model_only_runner(clf_int8, files)),
+        })
     aon = anime_or_not_model()
     notes = {}
     if aon:
@@ -282,12 +324,18 @@ def main() -> None:
             for key, (seconds, count) in totals.items()}
 
     cold = cold_start(onnx, files[0])
+    cold_int8 = cold_start(int8_onnx, files[0]) if clf_int8 else None
     cold_default = cold_start(None, files[0]) if onnx == DEFAULT_MODEL else None
     info["cold_start_s"] = {"model_given": [round(t, 3) for t in cold], "median": round(statistics.median(cold), 3),
                             "of_which_start_and_cli_parser_median": round(statistics.median(parser_build_times()), 3),
                             "predict_command_only_median": round(statistics.median(cold_start_predict_path_only(onnx, files[0])), 3)}
     if cold_default:
         info["cold_start_s"]["default_model_median"] = round(statistics.median(cold_default), 3)
+    if cold_int8:
+        info["cold_start_s"]["int8_model_median"] = round(statistics.median(cold_int8), 3)
+    # Share of the in-process predictor's wall time spent inside ONNX Runtime.
+    info["in_model_share"] = {k: round(v[0] / totals[f"predictor_in_process{'_int8' if k == 'int8' else ''}"][0], 3)
+                              for k, v in in_model.items() if f"predictor_in_process{'_int8' if k == 'int8' else ''}" in totals}
 
     cli = rows["artstyle_predict_cli"]["images_per_s"]
     ratios = {
@@ -295,13 +343,22 @@ def main() -> None:
         "e2e_over_model_only": round(rows["predictor_in_process"]["images_per_s"] / rows["ort_model_only"]["images_per_s"], 3),
         "cli_over_model_only": round(cli / rows["ort_model_only"]["images_per_s"], 3),
     }
+    if clf_int8:
+        cli_int8 = rows["artstyle_predict_cli_int8"]["images_per_s"]
+        ratios.update({
+            "int8_vs_fp32_model_only": round(rows["ort_model_only_int8"]["images_per_s"] / rows["ort_model_only"]["images_per_s"], 2),
+            "cli_int8_vs_naive": round(cli_int8 / rows["naive_torch"]["images_per_s"], 2),
+            "e2e_int8_over_int8_model_only": round(rows["predictor_in_process_int8"]["images_per_s"]
+                                                   / rows["ort_model_only_int8"]["images_per_s"], 3),
+            "cli_int8_over_int8_model_only": round(cli_int8 / rows["ort_model_only_int8"]["images_per_s"], 3),
+        })
     if aon:
         ratios["cli_vs_anime_or_not_batched"] = round(cli / rows["anime_or_not_batched"]["images_per_s"], 2)
         ratios["cli_vs_anime_or_not_published"] = round(cli / rows["anime_or_not_published"]["images_per_s"], 2)
     info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     info.update(results=rows, ratios=ratios)
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(info, indent=2) + "\n")
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.results).write_text(json.dumps(info, indent=2) + "\n")
     print_table(info)
 
 
@@ -318,7 +375,9 @@ def print_table(info: dict) -> None:
     print(f"\ncold start `artstyle predict one.jpg`: median {cold['median']} s of {cold['model_given']} "
           f"(python start + building the full CLI parser alone: {cold['of_which_start_and_cli_parser_median']} s; "
           f"with only the predict command registered: {cold['predict_command_only_median']} s)"
-          + (f"; with the default model {cold['default_model_median']} s" if "default_model_median" in cold else ""))
+          + (f"; with the default model {cold['default_model_median']} s" if "default_model_median" in cold else "")
+          + (f"; int8 model {cold['int8_model_median']} s" if "int8_model_median" in cold else ""))
+    print(f"share of the in-process predictor's time inside ONNX Runtime: {info.get('in_model_share')}")
     print("ratios: " + ", ".join(f"{k} = {v}" for k, v in info["ratios"].items()))
 
 

@@ -210,6 +210,7 @@ def main() -> int:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--model", help="exported .onnx (default: the shipped model, else a cached Lite0 150 px)")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="image folder to draw the images from")
+    parser.add_argument("--results", default=str(RESULTS), help="where to write the JSON (default bench/results/serve.json)")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[8, 4, 1],
                         help="server --max-batch settings to compare (1: no micro-batching)")
     parser.add_argument("--client", choices=sorted(LOADERS), default="wrk" if shutil.which("wrk") else "httpx",
@@ -239,10 +240,11 @@ def main() -> int:
     }
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    out = Path(args.results).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2) + "\n")
     print(report(results))
-    print(f"\nchecks: {results['checks']}\nwritten to {RESULTS.relative_to(REPO)}")
+    print(f"\nchecks: {results['checks']}\nwritten to {out}")
     return 0 if all(results["checks"].values()) else 1
 
 

@@ -5,6 +5,13 @@ from __future__ import annotations
 
 import logging
 
+# Constants only: this module is imported to build the CLI parser, which must stay light.
+DEFAULT_CALIBRATION_SIZE = 500
+DEFAULT_HOLDOUT_SIZE = 500
+DEFAULT_METHOD = "minmax"
+DEFAULT_MIN_AGREEMENT = 0.98
+CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
+
 
 def register(sub) -> None:
     p = sub.add_parser(
@@ -27,6 +34,23 @@ def register(sub) -> None:
     p.add_argument("--crossval", metavar="DIR", default=None,
                    help="an `artstyle crossval` folder: its per-group table goes into the model card and its "
                         "temperature (fitted on held-out groups) calibrates the model")
+    q = p.add_argument_group(
+        "int8", "--int8 also writes MODEL.int8.onnx (+ its card): ONNX Runtime static quantisation, "
+                "calibrated on real images and checked against the fp32 model on held-out ones")
+    q.add_argument("--int8", action="store_true", help="also write an int8 model beside the fp32 one")
+    q.add_argument("--calibration", metavar="DATA",
+                   help="calibration images: a split folder (train.csv...), manifest CSV or image folder "
+                        "(default: the run's training split)")
+    q.add_argument("--calibration-size", type=int, default=DEFAULT_CALIBRATION_SIZE, metavar="N",
+                   help=f"calibration images (default {DEFAULT_CALIBRATION_SIZE})")
+    q.add_argument("--calibration-method", choices=CALIBRATION_METHODS, default=DEFAULT_METHOD,
+                   help=f"how activation ranges are chosen (default {DEFAULT_METHOD})")
+    q.add_argument("--holdout", metavar="DATA",
+                   help="images for the int8 parity check (default: the test split of the run or of --calibration)")
+    q.add_argument("--holdout-size", type=int, default=DEFAULT_HOLDOUT_SIZE, metavar="N",
+                   help=f"held-out images compared (default {DEFAULT_HOLDOUT_SIZE})")
+    q.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
+                   help=f"smallest top-1 agreement with fp32 to accept (default {DEFAULT_MIN_AGREEMENT})")
     p.set_defaults(func=run)
 
 
@@ -34,6 +58,8 @@ def run(args) -> int:
     from ..export import export_onnx
 
     logging.basicConfig(level=logging.WARNING, format="artstyle: %(message)s")
+    if args.int8:
+        check_int8_args(args)  # before the export: a bad --calibration fails in a second, not after it
     card = export_onnx(args.run, args.output, opset=args.opset, parity_images=args.parity_images,
                        tolerance=args.tolerance, with_weights=args.with_weights,
                        temperature=args.temperature, cv_metrics=args.crossval)
@@ -43,4 +69,32 @@ def run(args) -> int:
           f"input: {card['image_size']}x{card['image_size']}  temperature: {card['temperature']:.3f}")
     print(f"parity vs PyTorch on {len(parity['images'])} images: max |dp| = {parity['max_abs_diff']:.1e} "
           f"(tolerance {parity['tolerance']:.0e}) - passed")
+    if args.int8:
+        write_int8(args)
     return 0
+
+
+def check_int8_args(args) -> None:
+    from ..errors import ArtstyleError
+    from ..quantize import images_from
+
+    if args.calibration_size < 1 or args.holdout_size < 1:
+        raise ArtstyleError("--calibration-size and --holdout-size must be at least 1")
+    for data in (args.calibration, args.holdout):
+        if data and not any(s.files for s in images_from(data).values()):
+            raise ArtstyleError(f"{data}: no images found")
+
+
+def write_int8(args) -> None:
+    from ..infer.predictor import int8_path
+    from ..quantize import QuantSettings, quantize_model
+
+    settings = QuantSettings(method=args.calibration_method, calibration_size=args.calibration_size)
+    card = quantize_model(args.output, args.run, calibration=args.calibration, holdout=args.holdout,
+                          settings=settings, holdout_size=args.holdout_size, min_agreement=args.min_agreement)
+    q = card["quantization"]
+    accuracy = (f"; accuracy fp32 {q['accuracy_fp32']:.2%} -> int8 {q['accuracy_int8']:.2%}"
+                if "accuracy_int8" in q else "")
+    print(f"wrote {int8_path(args.output)} ({card['onnx_bytes'] / 1e6:.1f} MB): {q['calibration_method']} "
+          f"calibration on {q['calibration_images']} images; vs fp32 on {q['holdout_images']} held-out images: "
+          f"top-1 agreement {q['top1_agreement']:.2%}, max |dp| = {q['max_prob_diff']:.3f}{accuracy}")

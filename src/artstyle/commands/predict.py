@@ -36,6 +36,9 @@ def register(sub) -> None:
     p.add_argument("inputs", nargs="+", metavar="PATH", help="files, folders, globs, URLs or -")
     p.add_argument("-m", "--model", help="exported model (.onnx with its .json card); default: the shipped model. "
                    "With --explain: a run directory or checkpoint also works")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="fp32 or int8 version of the model (MODEL.onnx or MODEL.int8.onnx beside it, from "
+                        "`artstyle export --int8`); auto (default): the file given, for the shipped model int8 when installed")
     p.add_argument("-f", "--format", choices=("table", "csv", "jsonl", "json"),
                    help="output format (default: table on a terminal, else from the -o suffix, else csv)")
     p.add_argument("-o", "--output", help="write results to this file (with --explain: a folder)")
@@ -121,7 +124,8 @@ def run(args) -> int:
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
-    classifier = load(args.model, threads=args.threads, batch_size=args.batch_size, workers=args.workers,
+    classifier = load(args.model, precision=args.precision, threads=args.threads, batch_size=args.batch_size,
+                      workers=args.workers,
                       url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
                       min_confidence=args.min_confidence, allow_private_urls=args.allow_private_urls)
     stdout = sys.stdout

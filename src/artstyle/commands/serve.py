@@ -36,6 +36,8 @@ def register(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-m", "--model", help="exported model (.onnx with its .json card); default: the shipped model")
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="fp32 or int8 version of the model (see `artstyle predict --help`; default auto)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with the model (default 1)")
@@ -105,10 +107,10 @@ def run(args) -> int:
     from ..serve.server import run_server
 
     # Check the model in this process too, so a bad --model is one line here, not one per worker.
-    read_card(resolve_model(args.model))
+    read_card(resolve_model(args.model, args.precision))
     threads = args.threads or max(1, cpu_count() // args.workers)
     settings = ServeSettings(
-        model=args.model, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
+        model=args.model, precision=args.precision, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
         max_megapixels=args.max_megapixels, request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
         max_batch=args.max_batch, threads=threads, max_connections=args.max_connections,
         max_explain_queue=args.max_explain_queue, api_key=api_key,

@@ -28,6 +28,9 @@ from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.onnx"
+# An int8 export sits beside its fp32 model: model.onnx -> model.int8.onnx (each with its card).
+INT8_SUFFIX = ".int8.onnx"
+PRECISIONS = ("auto", "fp32", "int8")
 DEFAULT_BATCH_SIZE = 32
 CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
 # The label of a prediction below the classifier's min_confidence (its probabilities are kept).
@@ -59,29 +62,59 @@ class Prediction:
 
 
 
-def resolve_model(model: str | os.PathLike | None) -> Path:
-    """A model argument -> the .onnx file. ``None`` is the shipped default model."""
+def int8_path(onnx_path: str | os.PathLike) -> Path:
+    """``model.onnx`` -> ``model.int8.onnx``, where ``artstyle export --int8`` writes it."""
+    path = Path(onnx_path)
+    return path if path.name.endswith(INT8_SUFFIX) else path.with_name(f"{path.stem}{INT8_SUFFIX}")
+
+
+def fp32_path(onnx_path: Path) -> Path:
+    """``model.int8.onnx`` -> ``model.onnx``; an fp32 path is returned as is."""
+    name = onnx_path.name
+    return onnx_path.with_name(name[:-len(INT8_SUFFIX)] + ".onnx") if name.endswith(INT8_SUFFIX) else onnx_path
+
+
+def resolve_model(model: str | os.PathLike | None, precision: str = "auto") -> Path:
+    """A model argument and a precision -> the .onnx file. ``None`` is the shipped default model.
+
+    ``precision``: "auto" takes the file named (for the default model: the int8 one when it is
+    installed); "fp32" or "int8" take that precision's file of the same model, side by side."""
+    if precision not in PRECISIONS:
+        raise ArtstyleError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if model is None:
         if not DEFAULT_MODEL.is_file():
             raise ArtstyleError("no default model is installed; pass --model (an exported .onnx)")
-        return DEFAULT_MODEL
+        if precision == "auto":
+            return int8_path(DEFAULT_MODEL) if int8_path(DEFAULT_MODEL).is_file() else DEFAULT_MODEL
+        return with_precision(DEFAULT_MODEL, precision)
     path = Path(model)
     if path.is_dir():
         if (path / "weights" / "best.safetensors").is_file() or (path / "best.safetensors").is_file():
             raise ArtstyleError(
                 f"{path} is a training run; export it first: artstyle export {path} -o model.onnx"
             )
-        onnx_files = sorted(path.glob("*.onnx"))
+        # model.int8.onnx is the same model as model.onnx: the folder holds one model.
+        onnx_files = sorted(p for p in path.glob("*.onnx") if not p.name.endswith(INT8_SUFFIX))
         if len(onnx_files) != 1:
             raise ArtstyleError(f"{path}: expected one .onnx model in this folder, found {len(onnx_files)}")
-        return onnx_files[0]
-    if path.suffix == ".json":
+        path = onnx_files[0]
+    elif path.suffix == ".json":
         path = path.with_suffix(".onnx")
     elif path.suffix in (".safetensors", ".pt", ".pth"):
         raise ArtstyleError(f"{path} is a checkpoint; export it first: artstyle export {path} -o model.onnx")
     if not path.is_file():
         raise ArtstyleError(f"{path}: model not found")
-    return path
+    return path if precision == "auto" else with_precision(path, precision)
+
+
+def with_precision(path: Path, precision: str) -> Path:
+    wanted = int8_path(path) if precision == "int8" else fp32_path(path)
+    if not wanted.is_file():
+        if precision == "int8":
+            raise ArtstyleError(f"{path}: no int8 model beside it ({wanted.name}); "
+                                f"make one with: artstyle export RUN -o {fp32_path(path).name} --int8")
+        raise ArtstyleError(f"{path}: its fp32 model {wanted.name} is not beside it")
+    return wanted
 
 
 def read_card(onnx_path: Path) -> dict:
@@ -153,7 +186,12 @@ class Classifier:
         self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
 
     def __repr__(self) -> str:
-        return f"Classifier({self.path.name}, classes={self.classes}, image_size={self.image_size})"
+        return (f"Classifier({self.path.name}, classes={self.classes}, image_size={self.image_size}, "
+                f"precision={self.precision})")
+
+    @property
+    def precision(self) -> str:
+        return self.card.get("precision", "fp32")
 
     # ------------------------------------------------------------------ single inputs
 
@@ -281,12 +319,16 @@ def describe(source, index: int) -> str:
     return getattr(source, "name", None) or f"<bytes {index}>"
 
 
-def load(model: str | os.PathLike | None = None, *, threads: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
-         workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
+def load(model: str | os.PathLike | None = None, *, precision: str = "auto", threads: int | None = None,
+         batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
          max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
          allow_private_urls: bool = False) -> Classifier:
     """Load an exported model (``.onnx`` with its ``.json`` model card; default: the shipped
     model) after checking its sha256.
+
+    ``precision``: "fp32" or "int8" load that version of the model (``model.onnx`` or the
+    ``model.int8.onnx`` beside it, from ``artstyle export --int8``); "auto" loads the file
+    named, and for the shipped model its int8 version when installed.
 
     ``threads``: ONNX Runtime intra-op threads (default: the CPUs this process may use);
     ``workers``: decode threads; ``url_timeout`` (seconds, for each whole download) and
@@ -295,7 +337,7 @@ def load(model: str | os.PathLike | None = None, *, threads: int | None = None, 
     A prediction whose confidence is below ``min_confidence`` is labelled ``"uncertain"`` (its
     probabilities are kept), for users who filter data.
     """
-    path = resolve_model(model)
+    path = resolve_model(model, precision)
     card = read_card(path)
     session = create_session(read_verified(path, card), path, threads)
     outputs = session.get_outputs()[0].shape

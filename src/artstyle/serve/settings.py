@@ -14,6 +14,7 @@ MB = 1024 * 1024
 @dataclass(frozen=True)
 class ServeSettings:
     model: str | None = None  # exported .onnx (with its .json card); None: the shipped model
+    precision: str = "auto"  # "fp32" / "int8": that version of the model (see artstyle.load)
     max_upload_mb: float = 10.0  # the whole request body, multipart framing included
     max_images: int = 32  # files in one multipart request
     # A 50 MP PNG decodes to 150 MB; with one decode per core that bounds decode memory.
