@@ -68,6 +68,10 @@ def _add_scan(actions) -> None:
         default=DEFAULT_MAX_PIXELS,
         help=f"refuse images above this many pixels (default {DEFAULT_MAX_PIXELS:.0e}; 0 = no limit)",
     )
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: processes on this machine (default); ray: tasks on a Ray cluster "
+                   "(pip install 'artstyle[ray]'; every node must see DATA_DIR at the same path)")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
     _add_progress_flags(p)
     p.set_defaults(func=_run_scan)
 
@@ -171,7 +175,15 @@ def _print_notes(notes) -> None:
 def _run_scan(args) -> int:
     from ..data import scan
 
-    df = scan(args.data_dir, args.output, workers=args.workers, max_pixels=args.max_pixels, progress=_progress(args))
+    if args.engine == "ray":
+        from .predict import quiet_ray_logs
+
+        quiet_ray_logs()
+        from ..ray import connect
+
+        connect(args.address)
+    df = scan(args.data_dir, args.output, workers=args.workers, max_pixels=args.max_pixels, progress=_progress(args),
+              engine=args.engine)
     seconds = df.attrs.get("seconds", 0.0)
     print(
         f"Scanned {len(df):,} files in {df['label'].nunique()} classes from {args.data_dir} "
