@@ -63,7 +63,9 @@ def connect(address: str | None = None) -> None:
                  configure_logging=True, log_to_driver=True)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
-        raise ArtstyleError(f"cannot connect to Ray at {where} ({str(exc).splitlines()[0]})") from None
+        hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token "
+                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
+        raise ArtstyleError(f"cannot connect to Ray at {where} ({str(exc).splitlines()[0]}){hint}") from None
 
 
 # ------------------------------------------------------------------------------ inputs
