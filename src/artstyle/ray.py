@@ -2,8 +2,10 @@
 across a Ray cluster (``pip install 'artstyle[ray]'``).
 
     >>> import ray, artstyle.ray
-    >>> ds = ray.data.read_parquet("s3://bucket/crawl-manifest/")   # a ``path`` or ``url`` column
-    >>> artstyle.ray.predict_dataset(ds).write_parquet("s3://bucket/styles/")
+    >>> ds = ray.data.read_parquet("/mnt/shared/crawl.parquet")   # a ``path`` column: files or http(s) URLs
+    >>> artstyle.ray.predict_dataset(ds).write_parquet("/mnt/shared/styles/")
+
+Every node must see the files at the same paths (a shared file system) or fetch them by URL.
 
 The pipeline is Ray Data's standard batch-inference pattern, reusing the torch-free predictor's
 own functions so every row is what ``artstyle predict`` writes locally:
@@ -294,7 +296,10 @@ def write_csv(results: ray.data.Dataset, classes: list[str], output: str | None,
 
     rows = failures = 0
     with contextlib.ExitStack() as stack:
-        stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else stdout
+        try:
+            stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else stdout
+        except OSError as exc:
+            raise ArtstyleError(f"{output}: cannot write ({exc.strerror or exc})") from None
         writer = CsvWriter(stream, classes)
         bar = stack.enter_context(tqdm(unit="img", desc="predict (ray)", file=sys.stderr, disable=not progress,
                                        dynamic_ncols=True))
