@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except ModuleNotFoundError as exc:
         # The core install is predict-only; training, data tools and the server are extras.
-        extra = {"torch": "train", "timm": "train", "fastapi": "serve", "uvicorn": "serve"}.get(
+        extra = {"torch": "train", "timm": "train", "fastapi": "serve", "uvicorn": "serve",
+                 "ray": "ray", "pyarrow": "ray"}.get(
             (exc.name or "").split(".")[0], "all"
         )
         print(

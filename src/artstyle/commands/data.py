@@ -76,6 +76,10 @@ def _add_scan(actions) -> None:
         "capture group, else the match (default: the first subfolder under the class folder, "
         "as in CLASS/SOURCE/file.jpg)",
     )
+    p.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: processes on this machine (default); ray: tasks on a Ray cluster "
+                   "(pip install 'artstyle[ray]'; every node must see DATA_DIR at the same path)")
+    p.add_argument("--address", help="with --engine ray: the cluster to join (default: RAY_ADDRESS, else a local instance)")
     _add_progress_flags(p)
     p.set_defaults(func=_run_scan)
 
@@ -185,8 +189,15 @@ def _print_notes(notes) -> None:
 def _run_scan(args) -> int:
     from ..data import scan
 
-    df = scan(args.data_dir, args.output, workers=args.workers, max_pixels=args.max_pixels,
-              progress=_progress(args), group_by=args.group_by)
+    if args.engine == "ray":
+        from .predict import quiet_ray_logs
+
+        quiet_ray_logs()
+        from ..ray import connect
+
+        connect(args.address)
+    df = scan(args.data_dir, args.output, workers=args.workers, max_pixels=args.max_pixels, progress=_progress(args),
+              engine=args.engine, group_by=args.group_by)
     seconds = df.attrs.get("seconds", 0.0)
     print(
         f"Scanned {len(df):,} files in {df['label'].nunique()} classes from {args.data_dir} "

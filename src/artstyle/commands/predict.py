@@ -11,6 +11,8 @@ import sys
 from ..errors import EXIT_SOME_FAILED, ArtstyleError
 # Below this many inputs the rows themselves show progress; above it a bar is worth its import.
 PROGRESS_MIN_INPUTS = 100
+# A cluster run may meet millions of bad files; stderr lists the first ones, the error column all.
+MAX_LISTED_FAILURES = 100
 FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "table"}
 
 EPILOG = """\
@@ -54,6 +56,15 @@ def register(sub) -> None:
     p.add_argument("--allow-private-urls", action="store_true",
                    help="let URLs reach loopback, private and link-local addresses (refused by default)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    ray = p.add_argument_group("scale out with Ray (pip install 'artstyle[ray]')")
+    ray.add_argument("--engine", choices=("local", "ray"), default="local",
+                     help="local: this process (default); ray: decode tasks and a pool of model actors "
+                     "on a Ray cluster; -o is then a .csv file or a Parquet folder")
+    ray.add_argument("--address", help="Ray cluster to join (HOST:PORT, auto, ray://...; default: RAY_ADDRESS, "
+                     "else a local instance)")
+    ray.add_argument("--actors", type=int, default=1, help="model replicas, one ONNX Runtime session each (default 1)")
+    ray.add_argument("--cpus-per-actor", type=float, default=1.0,
+                     help="CPUs each actor reserves (default 1; fractions allowed, the rest decode)")
     p.add_argument("--explain", action="store_true",
                    help="write a Grad-CAM heatmap per image and a grid figure into the -o folder (needs torch)")
     p.set_defaults(func=run)
@@ -69,6 +80,11 @@ def check_args(args) -> None:
             raise ArtstyleError(f"--{name} must be at least 1")
     if args.explain and not args.output:
         raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")
+    if args.engine == "ray":
+        if args.explain or args.top_k != 1 or args.format not in (None, "csv"):
+            raise ArtstyleError("--engine ray writes CSV or Parquet rows; --explain, --top-k and --format are local only")
+        if args.actors < 1 or args.cpus_per_actor <= 0:
+            raise ArtstyleError("--actors and --cpus-per-actor must be positive")
 
 
 def choose_format(args, stdout) -> str:
@@ -116,6 +132,8 @@ def run(args) -> int:
         from ..explain import explain_command  # torch: only on this path
 
         return explain_command(args)
+    if args.engine == "ray":
+        return run_ray(args)
 
     from ..infer import load
     from ..infer.sources import expand_inputs
@@ -157,3 +175,35 @@ def run(args) -> int:
         print(f"artstyle: {failures} of {len(inputs)} inputs could not be classified", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0
+
+
+def run_ray(args) -> int:
+    """``--engine ray``: the same rows, computed by decode tasks and model actors on a cluster."""
+    quiet_ray_logs()
+    from .. import ray as on_ray  # imports Ray: only on this path
+
+    listed = 0
+
+    def report(path: str, reason: str) -> None:
+        nonlocal listed
+        listed += 1
+        if listed <= MAX_LISTED_FAILURES:
+            print(f"artstyle: error: {path}: {reason}", file=sys.stderr, flush=True)
+
+    on_ray.connect(args.address)
+    rows, failures = on_ray.predict_files(
+        args.inputs, args.output, args.model, progress=not args.no_progress and sys.stderr.isatty(),
+        on_failure=report, actors=args.actors, batch_size=args.batch_size, cpus_per_actor=args.cpus_per_actor,
+        threads=args.threads, url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
+    )
+    if failures:
+        more = f" ({failures - MAX_LISTED_FAILURES} not listed above)" if failures > MAX_LISTED_FAILURES else ""
+        print(f"artstyle: {failures} of {rows} inputs could not be classified{more}", file=sys.stderr)
+        return EXIT_SOME_FAILED
+    return 0
+
+
+def quiet_ray_logs() -> None:
+    """Ray Data logs every execution plan at INFO; a command's stderr is for the user's errors.
+    Its documented switch, read when Ray Data sets up logging (a user's own setting wins)."""
+    os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")

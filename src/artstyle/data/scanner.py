@@ -231,6 +231,7 @@ def scan(
     max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
     progress: bool = True,
     group_by: Optional[str] = None,
+    engine: str = "local",
 ) -> pd.DataFrame:
     """Scan ``data_dir`` (one subfolder per class, or ``train/ val/ test/`` each holding class
     folders) and return the manifest as a DataFrame, one row per image file:
@@ -245,11 +246,21 @@ def scan(
 
     Unreadable files stay in the manifest with ``valid=False``. With ``output``, the CSV is
     written there and ``classes.json`` beside it. ``workers`` defaults to the usable CPUs.
+    ``engine="ray"`` measures the files in Ray tasks on the connected cluster (``ray.init``
+    first; every node must see the files at the same paths), with the same per-file function.
     Notes for the user (ignored folders...) are in ``df.attrs['notes']``.
     """
     entries, notes = find_images(data_dir, group_by)
     started = time.perf_counter()
-    rows = _inspect_all([e.path for e in entries], workers or available_cpus(), max_pixels, progress)
+    paths = [e.path for e in entries]
+    if engine == "ray":
+        from ..ray import inspect_files  # imports Ray: only on this path
+
+        rows = inspect_files(paths, max_pixels, progress)
+    elif engine == "local":
+        rows = _inspect_all(paths, workers or available_cpus(), max_pixels, progress)
+    else:
+        raise ArtstyleError(f"unknown engine {engine!r}; expected 'local' or 'ray'")
     df = build_manifest(entries, rows)
     df.attrs["notes"] = notes
     df.attrs["seconds"] = time.perf_counter() - started

@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, to_rgb
-from ..preprocess import preprocess
+from ..preprocess import normalize, resize_and_crop
 from ..system import cpu_count  # noqa: F401 - also imported from here by serve
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
@@ -131,16 +131,21 @@ def read_card(onnx_path: Path) -> dict:
     return card
 
 
-def read_verified(onnx_path: Path, card: dict) -> bytes:
-    """The model bytes, refused unless they hash to the card's sha256: a truncated download or
-    a tampered file fails here with a clear message instead of deep inside ONNX Runtime."""
-    data = onnx_path.read_bytes()
+def read_model_bytes(onnx_path: Path) -> bytes:
+    try:
+        return onnx_path.read_bytes()
+    except OSError as exc:
+        raise ArtstyleError(f"{onnx_path}: cannot read the model ({exc.strerror or exc})") from None
+
+
+def check_sha256(data: bytes, card: dict, onnx_path: Path) -> None:
+    """Refuse model bytes that do not hash to the card's sha256: a truncated download or a
+    tampered file fails here with a clear message instead of deep inside ONNX Runtime."""
     if hashlib.sha256(data).hexdigest() != card["onnx_sha256"]:
         raise ArtstyleError(
             f"{onnx_path}: sha256 does not match its model card; the file is truncated, corrupted "
             f"or was modified - re-export it (or reinstall artstyle for the default model)"
         )
-    return data
 
 
 def create_session(model_bytes: bytes, onnx_path: Path, threads: int | None):
@@ -202,12 +207,14 @@ class Classifier:
 
     def to_array(self, source, name: str | None = None) -> np.ndarray:
         """One input, decoded and preprocessed exactly as at export: float32 CHW."""
-        img = self.load_image(source, name)
-        try:
-            return preprocess(img, self.image_size, self.mean, self.std, self.crop_pct)
-        except (MemoryError, ValueError) as exc:
-            # e.g. an absurd aspect ratio: one input must not end a run of thousands.
-            raise ImageLoadError(name or str(source), f"cannot preprocess ({type(exc).__name__}: {exc})") from None
+        return normalize(self.to_crop(source, name), self.mean, self.std)
+
+    def to_crop(self, source, name: str | None = None) -> Image.Image:
+        """One input decoded, cropped and resized to the model's input size (still RGB uint8):
+        the expensive half of ``to_array``, which the Ray engine runs in decode tasks."""
+        return load_crop(source, name, image_size=self.image_size, crop_pct=self.crop_pct,
+                         draft_size=self.draft_size, url_timeout=self.url_timeout,
+                         max_download=self.max_download)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed NCHW float32 batch."""
@@ -300,6 +307,19 @@ def load_any(source, name: str | None = None, *, draft_size: int | None = None,
     return open_image(source, name=name, draft_size=draft_size)
 
 
+def load_crop(source, name: str | None = None, *, image_size: int, crop_pct: float = 1.0,
+              draft_size: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
+              max_download: int = DEFAULT_MAX_DOWNLOAD) -> Image.Image:
+    """A path, URL, bytes, binary file or PIL image -> the RGB ``image_size`` square the model
+    sees before normalisation. Raises ``ImageLoadError`` naming the input."""
+    img = load_any(source, name, draft_size=draft_size, url_timeout=url_timeout, max_download=max_download)
+    try:
+        return resize_and_crop(img, image_size, crop_pct)
+    except (MemoryError, ValueError) as exc:
+        # e.g. an absurd aspect ratio: one input must not end a run of thousands.
+        raise ImageLoadError(name or str(source), f"cannot preprocess ({type(exc).__name__}: {exc})") from None
+
+
 def is_single(inputs) -> bool:
     return isinstance(inputs, (str, os.PathLike, bytes, bytearray, memoryview, Image.Image)) or hasattr(inputs, "read")
 
@@ -339,7 +359,20 @@ def load(model: str | os.PathLike | None = None, *, precision: str = "auto", thr
     """
     path = resolve_model(model, precision)
     card = read_card(path)
-    session = create_session(read_verified(path, card), path, threads)
+    # from_bytes checks the sha256: a truncated or tampered file fails with a clear message.
+    return from_bytes(read_model_bytes(path), card, path, threads=threads, batch_size=batch_size,
+                      workers=workers, url_timeout=url_timeout, max_download=max_download,
+                      min_confidence=min_confidence, allow_private_urls=allow_private_urls)
+
+
+def from_bytes(model_bytes: bytes, card: dict, path: Path, *, threads: int | None = None,
+               batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
+               url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
+               min_confidence: float = 0.0, allow_private_urls: bool = False) -> Classifier:
+    """A classifier from model bytes already in memory (e.g. shipped to a Ray worker), checked
+    against the card's sha256 here, where they are used."""
+    check_sha256(model_bytes, card, path)
+    session = create_session(model_bytes, path, threads)
     outputs = session.get_outputs()[0].shape
     if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
         raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")

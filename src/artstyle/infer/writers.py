@@ -52,7 +52,12 @@ class CsvWriter(Writer):
         row = row_for(pred, self.classes, self.top_k)
         if "top_k" in row:
             row["top_k"] = " ".join(f"{t['label']}={t['probability']:.4f}" for t in row["top_k"])
-        self.csv.writerow(row)
+        self.write_rows([row])
+
+    def write_rows(self, rows: list[dict]) -> None:
+        """Rows already in ``row_for`` form (what the Ray engine's workers send back, a batch
+        at a time), flushed together."""
+        self.csv.writerows(rows)
         self.stream.flush()
 
 

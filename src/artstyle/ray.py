@@ -1,0 +1,329 @@
+"""Scale out with Ray Data: the same predictions and scan manifests as the local engine, computed
+across a Ray cluster (``pip install 'artstyle[ray]'``).
+
+    >>> import ray, artstyle.ray
+    >>> ds = ray.data.read_parquet("/mnt/shared/crawl.parquet")   # a ``path`` column: files or http(s) URLs
+    >>> artstyle.ray.predict_dataset(ds).write_parquet("/mnt/shared/styles/")
+
+Every node must see the files at the same paths (a shared file system) or fetch them by URL.
+
+The pipeline is Ray Data's standard batch-inference pattern, reusing the torch-free predictor's
+own functions so every row is what ``artstyle predict`` writes locally:
+
+1. decode tasks (stateless, as many as there are free CPUs): file or URL -> the model-sized RGB
+   crop, as uint8 (4x less object-store traffic than float32); a bad file becomes an ``error``;
+2. an actor pool: one ONNX Runtime session per actor, created once when the actor starts, from
+   model bytes that travel through the object store and are checked against the model card's
+   sha256 on the worker; it normalises, runs the batch and returns ``path, label, confidence,
+   p_<class>..., error`` rows.
+
+A dead actor is restarted and its batch retried by Ray (``max_restarts`` / ``max_task_retries``),
+so every input still yields exactly one row.
+
+This module is ``artstyle.ray``; ``import ray`` below is the absolute import of Ray itself.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import pyarrow as pa
+import ray
+
+from .errors import ArtstyleError, ImageLoadError
+from .images import DEFAULT_MAX_PIXELS
+from .infer.predictor import (DEFAULT_BATCH_SIZE, Prediction, from_bytes, load_crop, read_card,
+                              read_model_bytes, resolve_model)
+from .infer.sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, expand_inputs, is_url
+from .infer.writers import row_for
+from .preprocess import normalize
+
+MANIFEST_SUFFIXES = (".csv", ".parquet")
+# The column a manifest names its images by, in order of preference.
+PATH_COLUMNS = ("path", "url")
+# Test hook (fault injection): "N:MARKER" makes the first actor that reaches batch N+1 create
+# MARKER and kill its own process, once per MARKER, so a test can prove Ray's recovery.
+CRASH_ENV = "ARTSTYLE_RAY_CRASH_AFTER"
+# Bytes a decode task may need: the largest RGB image the loader accepts (DEFAULT_MAX_PIXELS).
+DECODE_MEMORY = 3 * DEFAULT_MAX_PIXELS
+
+
+# ------------------------------------------------------------------------------ cluster
+
+
+def connect(address: str | None = None) -> None:
+    """Join the cluster at ``address`` (``auto``, ``HOST:PORT`` or ``ray://HOST:10001``); without
+    one, RAY_ADDRESS or else a local instance on this machine's CPUs. No-op when connected."""
+    if ray.is_initialized():
+        return
+    try:
+        ray.init(address=address, include_dashboard=False, logging_level="WARNING",
+                 configure_logging=True, log_to_driver=True)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = address or os.environ.get("RAY_ADDRESS") or "a local instance"
+        hint = ("; a cluster with token authentication also needs RAY_AUTH_MODE=token and its token "
+                "(RAY_AUTH_TOKEN or ~/.ray/auth_token)" if address and "RAY_AUTH_MODE" not in os.environ else "")
+        raise ArtstyleError(f"cannot connect to Ray at {where} ({str(exc).splitlines()[0]}){hint}") from None
+
+
+# ------------------------------------------------------------------------------ inputs
+
+
+def is_manifest(arg: str) -> bool:
+    return not is_url(arg) and arg.lower().endswith(MANIFEST_SUFFIXES) and os.path.isfile(arg)
+
+
+def read_inputs(args: Sequence[str]) -> ray.data.Dataset:
+    """Command-line inputs -> a dataset with ``path`` (as the user wrote it, the name results
+    carry) and ``source`` (what a worker opens: an absolute path or a URL).
+
+    Files, folders and globs are listed here, as the local engine does; a manifest (CSV or
+    Parquet with a ``path`` or ``url`` column) is read by Ray itself, in parallel, which is the
+    way to feed millions of images."""
+    listed = expand_inputs([a for a in args if not is_manifest(a)])
+    parts = [read_manifest(a) for a in args if is_manifest(a)]
+    if listed:
+        parts.insert(0, ray.data.from_items([{"path": p, "source": absolute(p)} for p in listed]))
+    if not parts:
+        raise ArtstyleError(f"no images found in {' '.join(args)}")
+    return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def absolute(path: str, cwd: str | None = None) -> str:
+    """Workers do not share the driver's working directory: relative paths are resolved here."""
+    return path if is_url(path) else os.path.join(cwd or os.getcwd(), path)
+
+
+def read_manifest(path: str) -> ray.data.Dataset:
+    try:
+        ds = ray.data.read_parquet(path) if path.lower().endswith(".parquet") else ray.data.read_csv(path)
+        names = ds.schema().names
+    except Exception as exc:  # noqa: BLE001 - Arrow raises its own types for any malformed file
+        raise ArtstyleError(f"{path}: not a readable manifest ({str(exc).splitlines()[0]})") from None
+    column = next((c for c in PATH_COLUMNS if c in names), None)
+    if column is None:
+        raise ArtstyleError(f"{path}: a manifest needs a 'path' or 'url' column (it has {', '.join(names)})")
+    cwd = os.getcwd()
+
+    def with_source(batch: pa.Table) -> pa.Table:
+        paths = [str(p) for p in batch.column(column).to_pylist()]
+        return pa.table({"path": paths, "source": [absolute(p, cwd) for p in paths]})
+
+    return ds.select_columns([column]).map_batches(with_source, batch_format="pyarrow")
+
+
+# ------------------------------------------------------------------------------ model
+
+
+def pack_model(model: str | os.PathLike | None) -> dict:
+    """The model file and its card, read once on the driver, for ``ray.put``."""
+    path = resolve_model(model)
+    card = read_card(path)
+    return {"bytes": read_model_bytes(path), "card": card, "name": path.name}
+
+
+# ------------------------------------------------------------------------------ the two stages
+
+
+def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: int,
+                 url_timeout: float, max_download: int) -> dict:
+    """Decode task: each ``source`` -> the model-sized uint8 crop; failures -> ``error``."""
+    names, sources = list(batch["path"]), list(batch.get("source", batch["path"]))
+    pixels = np.zeros((len(names), image_size, image_size, 3), dtype=np.uint8)
+    errors = [""] * len(names)
+    for i, (name, source) in enumerate(zip(names, sources)):
+        try:
+            pixels[i] = np.asarray(load_crop(source, str(name), image_size=image_size, crop_pct=crop_pct,
+                                             draft_size=draft_size, url_timeout=url_timeout,
+                                             max_download=max_download))
+        except ImageLoadError as exc:
+            errors[i] = exc.reason
+        except Exception as exc:  # noqa: BLE001 - a decoder bug on one odd file must not fail the job
+            errors[i] = f"unexpected {type(exc).__name__}: {exc}"
+    return {"path": np.array(names, dtype=object), "pixels": pixels, "error": np.array(errors, dtype=object)}
+
+
+def result_schema(classes: Iterable[str]) -> pa.Schema:
+    """The columns of a result row, typed up front: a batch of failures only has no floats to
+    infer a type from."""
+    return pa.schema([("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64())]
+                     + [(f"p_{c}", pa.float64()) for c in classes] + [("error", pa.string())])
+
+
+class Predictor:
+    """The actor: one ONNX Runtime session for its lifetime, built from the shipped model bytes
+    after checking them against the card's sha256 here, on the worker."""
+
+    def __init__(self, model_ref: list, threads: int):
+        model = ray.get(model_ref[0])  # wrapped in a list so that Ray hands over the reference
+        self.classifier = from_bytes(model["bytes"], model["card"], Path(model["name"]), threads=threads)
+        self.schema = result_schema(self.classifier.classes)
+        self.batches = 0
+        self.crash_after, _, self.crash_marker = os.environ.get(CRASH_ENV, "").partition(":")
+
+    def __call__(self, batch: dict) -> pa.Table:
+        self.maybe_crash()
+        clf = self.classifier
+        ok = [i for i, e in enumerate(batch["error"]) if not e]
+        probs = clf.run(np.stack([normalize(batch["pixels"][i], clf.mean, clf.std) for i in ok])) if ok else []
+        answers = dict(zip(ok, probs))
+        rows = [row_for(clf.to_prediction(str(name), answers[i]) if i in answers
+                        else Prediction(str(name), error=str(batch["error"][i])), clf.classes)
+                for i, name in enumerate(batch["path"])]
+        self.batches += 1
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+    def maybe_crash(self) -> None:
+        if not self.crash_after or self.batches < int(self.crash_after):
+            return
+        try:
+            os.close(os.open(self.crash_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return  # another actor already died for this marker
+        print(f"artstyle: {CRASH_ENV}: actor {os.getpid()} exits after {self.batches} batches", file=sys.stderr)
+        os._exit(1)  # a real process death, mid-batch: Ray must restart the actor and retry
+
+
+def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None, *,
+                    actors: int | tuple[int, int] = 1, batch_size: int = DEFAULT_BATCH_SIZE,
+                    cpus_per_actor: float = 1.0, threads: int | None = None, decode_cpus: float = 1.0,
+                    url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
+                    runtime_env: dict | None = None) -> ray.data.Dataset:
+    """Classify every row of ``ds`` (a ``path`` column; optionally ``source``, what to open when
+    it differs from the name to report) and return a lazy dataset of result rows:
+    ``path, label, confidence, p_<class>..., error`` (the local ``predict`` CSV columns).
+
+    ``actors``: model replicas, or ``(min, max)`` to let Ray Data autoscale the pool;
+    ``cpus_per_actor``: CPUs each reserves (fractions allowed), ``threads`` its ONNX Runtime
+    threads (default: that many, at least 1); ``decode_cpus``: CPUs per decode task;
+    ``runtime_env``: for the actors (e.g. ``{"pip": ["artstyle[ray]"]}`` on a bare cluster)."""
+    model_data = pack_model(model)
+    card = model_data["card"]
+    image_size, crop_pct = int(card["image_size"]), float(card.get("crop_pct", 1.0))
+    model_ref = ray.put(model_data)  # fetched once per node's object store, not once per batch
+    # The memory reservation is for the largest image the decoder accepts. Being a remote
+    # argument the actors lack, it also keeps Ray Data from fusing decoding into the actors
+    # (it fuses maps with equal arguments), where it would stop overlapping with inference.
+    decoded = ds.map_batches(
+        decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=decode_cpus, memory=DECODE_MEMORY,
+        fn_kwargs=dict(image_size=image_size, crop_pct=crop_pct, draft_size=int(np.ceil(image_size / crop_pct)),
+                       url_timeout=url_timeout, max_download=max_download),
+    )
+    low, high = actors if isinstance(actors, tuple) else (actors, actors)
+    # Ray Data's actor pools restart a dead actor and retry its batch (max_restarts=-1,
+    # max_task_retries=-1 by default), which is what keeps every row exactly once.
+    return decoded.map_batches(
+        Predictor, batch_size=batch_size, batch_format="numpy", num_cpus=cpus_per_actor,
+        compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
+        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor))), runtime_env=runtime_env,
+    )
+
+
+# ------------------------------------------------------------------------------ scan
+
+
+def inspect_files(paths: list[str], max_pixels: int | None, progress: bool = False,
+                  cpus_per_task: float = 1.0) -> list[dict]:
+    """The local scan's ``inspect_file`` on every path, in Ray tasks; rows in ``paths`` order."""
+    from tqdm import tqdm
+
+    ds = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(paths)])
+    measured = ds.map_batches(inspect_batch, batch_format="pyarrow", num_cpus=cpus_per_task,
+                              fn_kwargs={"max_pixels": max_pixels})
+    rows: list[dict | None] = [None] * len(paths)
+    with tqdm(total=len(paths), unit="img", desc="scan (ray)", disable=not progress) as bar:
+        for batch in measured.iter_batches(batch_format="pyarrow", batch_size=None):
+            for row in batch.to_pylist():
+                rows[row.pop("index")] = row
+            bar.update(batch.num_rows)
+    return rows  # type: ignore[return-value]
+
+
+def inspect_batch(batch: pa.Table, *, max_pixels: int | None) -> pa.Table:
+    from .data.scanner import inspect_file
+
+    rows = []
+    for index, path in zip(batch.column("index").to_pylist(), batch.column("path").to_pylist()):
+        rows.append({"index": index, **inspect_file(path, max_pixels=max_pixels)})
+    return pa.Table.from_pylist(rows)
+
+
+# ------------------------------------------------------------------------------ the command
+
+
+def output_kind(output: str | None) -> str:
+    """``csv`` (a file, or stdout without -o) or ``parquet`` (a folder of part files)."""
+    if not output or output.lower().endswith(".csv"):
+        return "csv"
+    suffix = os.path.splitext(output.rstrip("/"))[1].lower()
+    if suffix not in ("", ".parquet"):
+        raise ArtstyleError(f"{output}: --engine ray writes a .csv file or a Parquet folder (no suffix or .parquet)")
+    if os.path.isdir(output) and os.listdir(output):
+        raise ArtstyleError(f"{output}: folder is not empty; give a new folder for the Parquet part files")
+    return "parquet"
+
+
+def predict_files(inputs: Sequence[str], output: str | None, model: str | os.PathLike | None = None, *,
+                  progress: bool = False, on_failure=None, stdout=None, **options) -> tuple[int, int]:
+    """``artstyle predict INPUTS --engine ray -o OUTPUT``: classify on the connected cluster and
+    write CSV (in input order, streamed as blocks finish) or a Parquet folder (written by the
+    workers, one part file per block, so finished blocks survive a crash of the run).
+    ``on_failure(path, reason)`` is called for each failed input. Returns (rows, failures)."""
+    kind = output_kind(output)
+    classes = read_card(resolve_model(model))["classes"]
+    results = predict_dataset(read_inputs(inputs), model, **options)
+    context = ray.data.DataContext.get_current()
+    if kind == "csv":
+        context.execution_options.preserve_order = True  # rows in the order the inputs were given
+        context.enable_progress_bars = False  # ours counts images/s over the whole cluster
+        return write_csv(results, classes, output, progress, on_failure, stdout or sys.stdout)
+    context.enable_progress_bars = progress  # Ray Data's bars: rows and rows/s per stage
+    results.write_parquet(output)
+    return summarize_parquet(output, on_failure)
+
+
+def write_csv(results: ray.data.Dataset, classes: list[str], output: str | None, progress: bool, on_failure,
+              stdout) -> tuple[int, int]:
+    import contextlib
+
+    from tqdm import tqdm
+
+    from .infer.writers import CsvWriter
+
+    rows = failures = 0
+    with contextlib.ExitStack() as stack:
+        try:
+            stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else stdout
+        except OSError as exc:
+            raise ArtstyleError(f"{output}: cannot write ({exc.strerror or exc})") from None
+        writer = CsvWriter(stream, classes)
+        bar = stack.enter_context(tqdm(unit="img", desc="predict (ray)", file=sys.stderr, disable=not progress,
+                                       dynamic_ncols=True))
+        for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
+            table = batch.to_pylist()
+            writer.write_rows(table)
+            rows += len(table)
+            for row in table:
+                if row["error"]:
+                    failures += 1
+                    if on_failure:
+                        on_failure(row["path"], row["error"])
+            bar.update(len(table))
+        writer.close()
+    return rows, failures
+
+
+def summarize_parquet(output: str, on_failure) -> tuple[int, int]:
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(output, columns=["path", "error"])
+    failed = table.filter(pc.not_equal(table.column("error"), ""))
+    if on_failure:
+        for row in failed.to_pylist():
+            on_failure(row["path"], row["error"])
+    return table.num_rows, failed.num_rows
