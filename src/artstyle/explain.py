@@ -17,7 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from .errors import EXIT_SOME_FAILED, ArtstyleError, ImageLoadError
 from .infer.predictor import DEFAULT_MODEL, Prediction, load_any
-from .preprocess import preprocess, resize_and_crop
+from .preprocess import decode_size, resize_and_crop, to_array
 
 DISPLAY_SIZE = 256  # heatmaps are drawn at least this large, whatever the model's input size
 GRID_BATCH = 32
@@ -149,14 +149,15 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
     """Yield a ``Prediction`` per input, in order, while writing ``NNNNN_name.png`` heatmaps and
     a ``grid_NNN.png`` per batch of 32 into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    draft = int(np.ceil(spec.image_size / spec.crop_pct))
+    draft = decode_size(spec.image_size, spec.crop_pct)
     for start in range(0, len(inputs), GRID_BATCH):
         loaded, failed = [], {}
         for index, source in enumerate(inputs[start:start + GRID_BATCH], start):
             try:
                 img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download,
                                allow_private_urls=allow_private_urls)
-                loaded.append((index, str(source), img))
+                array = to_array(img, spec.image_size, spec.mean, spec.std, spec.crop_pct, name=str(source))
+                loaded.append((index, str(source), img, array))
             except ImageLoadError as exc:
                 failed[index] = Prediction(str(source), error=exc.reason)
         results = explain_batch(model, spec, loaded, out_dir, start // GRID_BATCH, temperature) if loaded else {}
@@ -166,11 +167,10 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
 
 def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int,
                   temperature: float = 1.0) -> dict[int, Prediction]:
-    batch = torch.from_numpy(np.stack([preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct)
-                                       for _, _, img in loaded]))
+    batch = torch.from_numpy(np.stack([array for _, _, _, array in loaded]))
     probs, heats = grad_cam(model, batch, temperature)
     results, tiles = {}, []
-    for (index, name, img), p, heat in zip(loaded, probs, heats):
+    for (index, name, img, _), p, heat in zip(loaded, probs, heats):
         best = int(p.argmax())
         pred = Prediction(name, spec.classes[best], float(p[best]), dict(zip(spec.classes, map(float, p))))
         picture = overlay(img, heat, f"{pred.label} {pred.confidence:.0%}", spec.crop_pct)

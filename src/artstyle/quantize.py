@@ -37,9 +37,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ArtstyleError, ImageLoadError
-from .images import is_image_file, open_image
+from .images import is_image_file
 from .infer.predictor import int8_path
-from .preprocess import preprocess
+from .preprocess import load_array
 
 log = logging.getLogger("artstyle")
 
@@ -160,18 +160,14 @@ def choose_images(weights: Path, calibration, holdout, calibration_size: int,
 def preprocess_files(images: ImageSet, card: dict) -> tuple[np.ndarray, ImageSet]:
     """Decode and preprocess as the predictor does (draft-size JPEG decode included). Unreadable
     files are skipped with a warning; returns (NCHW float32 array, the files kept)."""
-    from .export import draft_size_for
-
     size, crop = int(card["image_size"]), float(card.get("crop_pct", 1.0))
-    draft = draft_size_for(size, crop)
     arrays, files, labels = [], [], []
     for path, label in zip(images.files, images.labels):
         try:
-            img = open_image(path, draft_size=draft)
+            arrays.append(load_array(path, size, card["mean"], card["std"], crop))
         except ImageLoadError as exc:
             log.warning(f"int8 export skips {exc}")
             continue
-        arrays.append(preprocess(img, size, card["mean"], card["std"], crop))
         files.append(path)
         labels.append(label)
     if not arrays:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,7 +21,7 @@ from PIL import Image
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, to_rgb
-from ..preprocess import preprocess
+from ..preprocess import decode_size, to_array
 from ..system import cpu_count  # noqa: F401 - also imported from here by serve
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
@@ -183,7 +182,7 @@ class Classifier:
         self.allow_private_urls = allow_private_urls
         self.input_name = session.get_inputs()[0].name
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
-        self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
+        self.draft_size = decode_size(self.image_size, self.crop_pct)
 
     def __repr__(self) -> str:
         return (f"Classifier({self.path.name}, classes={self.classes}, image_size={self.image_size}, "
@@ -203,11 +202,7 @@ class Classifier:
     def to_array(self, source, name: str | None = None) -> np.ndarray:
         """One input, decoded and preprocessed exactly as at export: float32 CHW."""
         img = self.load_image(source, name)
-        try:
-            return preprocess(img, self.image_size, self.mean, self.std, self.crop_pct)
-        except (MemoryError, ValueError) as exc:
-            # e.g. an absurd aspect ratio: one input must not end a run of thousands.
-            raise ImageLoadError(name or str(source), f"cannot preprocess ({type(exc).__name__}: {exc})") from None
+        return to_array(img, self.image_size, self.mean, self.std, self.crop_pct, name=name or str(source))
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed NCHW float32 batch."""
