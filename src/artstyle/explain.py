@@ -16,7 +16,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from .errors import EXIT_SOME_FAILED, ArtstyleError, ImageLoadError
-from .infer.predictor import DEFAULT_MODEL, Prediction, load_any
+from .infer.predictor import DEFAULT_MODEL, Prediction, load_any, make_prediction
 from .preprocess import decode_size, resize_and_crop, to_array
 
 DISPLAY_SIZE = 256  # heatmaps are drawn at least this large, whatever the model's input size
@@ -171,8 +171,7 @@ def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int,
     probs, heats = grad_cam(model, batch, temperature)
     results, tiles = {}, []
     for (index, name, img, _), p, heat in zip(loaded, probs, heats):
-        best = int(p.argmax())
-        pred = Prediction(name, spec.classes[best], float(p[best]), dict(zip(spec.classes, map(float, p))))
+        pred = make_prediction(name, p, spec.classes)
         picture = overlay(img, heat, f"{pred.label} {pred.confidence:.0%}", spec.crop_pct)
         picture.save(out_dir / f"{index:05d}_{file_stem(name)}.png")
         tiles.append((name, picture))

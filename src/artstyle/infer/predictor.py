@@ -22,7 +22,7 @@ from PIL import Image
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, to_rgb
 from ..preprocess import decode_size, to_array
-from ..system import cpu_count  # noqa: F401 - also imported from here by serve
+from ..system import cpu_count
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -38,7 +38,13 @@ UNCERTAIN = "uncertain"
 
 @dataclass
 class Prediction:
-    """One input's answer. ``error`` is set (and label/probs empty) when it could not be read."""
+    """One input's answer, the one record every predict path makes (the predictor, the server,
+    ``predict --explain``). ``error`` is set (and label/probs empty) when it could not be read.
+
+    Python speaks of ``source`` and ``probs``. The public formats keep their own, documented
+    names for the same fields: the CLI's CSV/JSONL/JSON rows ``path`` and ``p_<class>``
+    (``infer.writers.row_for``), the HTTP API ``name`` and ``probabilities`` (``serve.schemas``).
+    """
 
     source: str
     label: str | None = None
@@ -273,13 +279,19 @@ class Classifier:
             else:
                 yield self.to_prediction(name, next(probs))
 
-    def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
-        best = int(probs.argmax())
-        confident = probs[best] >= self.min_confidence
-        return Prediction(
-            source=name, label=self.classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
-            probs={c: float(p) for c, p in zip(self.classes, probs)},
-        )
+    def to_prediction(self, source: str, probs: np.ndarray) -> Prediction:
+        return make_prediction(source, probs, self.classes, self.min_confidence)
+
+
+def make_prediction(source: str, probs: np.ndarray, classes: list[str], min_confidence: float = 0.0) -> Prediction:
+    """The record of one probability vector: the best class (``"uncertain"`` below
+    ``min_confidence``), its probability and every class's."""
+    best = int(probs.argmax())
+    confident = probs[best] >= min_confidence
+    return Prediction(
+        source=source, label=classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
+        probs={c: float(p) for c, p in zip(classes, probs)},
+    )
 
 
 def load_any(source, name: str | None = None, *, draft_size: int | None = None,
