@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import ArtstyleError, ImageLoadError
-from .images import is_image_file
-from .preprocess import load_array, to_array
+from .. import __version__
+from ..errors import ArtstyleError, ImageLoadError
+from ..images import is_image_file
+from ..preprocess import load_array, to_array
 
 log = logging.getLogger("artstyle")
 
@@ -82,7 +82,7 @@ def export_onnx(
     into the card, and its temperature (fitted on held-out groups) is used unless one is given.
     Raises ``ArtstyleError`` when the ONNX model disagrees with PyTorch by more than ``tolerance``.
     """
-    from .engine.checkpoint import load_model, resolve_weights
+    from .checkpoint import load_model, resolve_weights
 
     output = Path(output)
     if output.suffix.lower() != ".onnx":
