@@ -27,7 +27,8 @@ from PIL import Image
 
 from artstyle import data
 from artstyle.data.duplicates import near_duplicate_pairs
-from artstyle.data.scanner import PHASH_DRAFT_SIZE, available_cpus
+from artstyle.data.measure import PHASH_DRAFT_SIZE
+from artstyle.data.scanner import available_cpus
 from artstyle.images import open_image, read_header
 
 REPO = Path(__file__).resolve().parents[1]

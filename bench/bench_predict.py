@@ -84,7 +84,7 @@ def bench_model(explicit: str | None) -> tuple[Path, Path, str]:
     onnx = CACHE / "lite0-224" / "model.onnx"
     if not onnx.is_file():
         from artstyle.engine.checkpoint import save_model
-        from artstyle.export import export_onnx
+        from artstyle.engine.export import export_onnx
         from artstyle.models import create_model
 
         model, spec = create_model("efficientnet_lite0", ["anime", "cartoon", "human"], image_size=224)

@@ -3,7 +3,7 @@
     python bench/bench_quantize.py RUN_OR_MODEL.onnx --split RUN/data [--configs all]
 
 For every setting (calibration method, number of calibration images, which nodes stay fp32),
-quantises the exported fp32 model with artstyle.quantize (ONNX Runtime's quant_pre_process +
+quantises the exported fp32 model with artstyle.engine.quantize (ONNX Runtime's quant_pre_process +
 quantize_static, QDQ, per-channel weights) and measures on the held-out test split: top-1
 agreement with fp32, the largest probability difference, accuracy fp32 vs int8 overall and per
 source group (the file-name prefix before "__"), and model-only speed (batch 32, interleaved
@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "quantize.json"
 sys.path.insert(0, str(REPO / "src"))
 
-from artstyle.quantize import QuantSettings, agreement, from_frame, preprocess_files, quantize_file  # noqa: E402
+from artstyle.engine.quantize import QuantSettings, agreement, from_frame, preprocess_files, quantize_file  # noqa: E402
 
 CONFIGS = {
     # name: (method, calibration images, keep stem fp32, keep head fp32)
@@ -113,7 +113,7 @@ def main() -> None:
     extra = None
     if args.extra:
         from artstyle.infer.sources import images_in_folder
-        from artstyle.quantize import ImageSet
+        from artstyle.engine.quantize import ImageSet
 
         files = [Path(f) for f in images_in_folder(args.extra)
                  if os.path.getsize(f) > 1024]  # v1's images are stored in v2 as links (or link-text files)

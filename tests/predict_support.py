@@ -63,7 +63,7 @@ def real_images(per_class: int = 2) -> list[Path]:
 def exported_model(tmp_path_factory) -> ExportedModel:
     if "model" not in _cache:
         from artstyle.engine.checkpoint import save_model
-        from artstyle.export import export_onnx
+        from artstyle.engine.export import export_onnx
         from artstyle.models import create_model
 
         root = tmp_path_factory.mktemp("exported")

@@ -16,8 +16,8 @@ from artstyle import __version__
 from artstyle.cli import main
 from artstyle.engine.checkpoint import load_model, save_model
 from artstyle.errors import ArtstyleError
-from artstyle import export as export_module
-from artstyle.export import check_parity, export_onnx
+from artstyle.engine import export as export_module
+from artstyle.engine.export import check_parity, export_onnx
 from artstyle.images import open_image
 from artstyle.preprocess import preprocess
 from predict_support import CLASSES, IMAGE_SIZE

@@ -168,7 +168,7 @@ def test_fit_temperature_recovers_the_temperature_that_generated_the_labels():
 
 def test_export_bakes_the_temperature_into_the_onnx_probabilities(exported, tmp_path):
     import artstyle
-    from artstyle.export import export_onnx
+    from artstyle.engine.export import export_onnx
 
     hot = tmp_path / "hot.onnx"
     card = export_onnx(exported.run, hot, temperature=3.0, parity_images=exported.images)

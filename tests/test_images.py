@@ -190,7 +190,7 @@ def test_unreadable_permission(bad_corpus):
         kind, message = as_unprivileged(load_outcome, path)
         assert kind == "ImageLoadError" and message == f"{path}: Permission denied"
         # The scanner records it as an invalid row with the reason, as it would any bad file.
-        from artstyle.data.scanner import inspect_file
+        from artstyle.data.measure import inspect_file
 
         row = as_unprivileged(inspect_file, str(path))
         assert not row["valid"] and "ermission" in row["error"]

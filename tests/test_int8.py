@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 import artstyle
-from artstyle import export as export_module
-from artstyle import quantize
+from artstyle.engine import export as export_module
+from artstyle.engine import quantize
 from artstyle.cli import main
 from artstyle.commands import export as export_command
 from artstyle.errors import ArtstyleError

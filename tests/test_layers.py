@@ -1,5 +1,6 @@
 """The package's import graph: no module imports one that imports it back (a cycle makes the
-order of imports matter and hides which layer depends on which)."""
+order of imports matter and hides which layer depends on which), and the torch-free core
+(images, preprocess, infer, system, errors) never reaches the torch engine, by any import path."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ def imports_of(path: Path) -> set[str]:
     """artstyle modules imported anywhere in ``path`` (lazy imports inside functions included)."""
     package = module_name(path) if path.name == "__init__.py" else module_name(path).rsplit(".", 1)[0]
     found = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(parse(path)):
         if isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:
@@ -30,6 +31,21 @@ def imports_of(path: Path) -> set[str]:
         elif isinstance(node, ast.Import):
             found |= {a.name for a in node.names if a.name.startswith("artstyle")}
     return found
+
+
+def parse(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(), str(path))
+
+
+def third_party_imports(path: Path) -> set[str]:
+    """Top-level names of the non-artstyle packages ``path`` imports, lazy imports included."""
+    found = set()
+    for node in ast.walk(parse(path)):
+        if isinstance(node, ast.ImportFrom) and not node.level and node.module:
+            found.add(node.module.split(".")[0])
+        elif isinstance(node, ast.Import):
+            found |= {a.name.split(".")[0] for a in node.names}
+    return found - {"artstyle"}
 
 
 def import_graph() -> dict[str, set[str]]:
@@ -51,5 +67,51 @@ def graph_is_package(name: str) -> bool:
 
 def test_the_known_cycles_stay_broken():
     graph = import_graph()
-    assert "artstyle.commands.predict" not in graph["artstyle.explain"]
+    assert "artstyle.commands.predict" not in graph["artstyle.engine.gradcam"]
     assert "artstyle.data.scanner" not in graph["artstyle.data.manifest"]
+
+
+CORE = ("artstyle", "artstyle.errors", "artstyle.images", "artstyle.preprocess", "artstyle.system", "artstyle.infer")
+ENGINE = ("artstyle.engine", "artstyle.models", "artstyle.commands", "artstyle.serve", "artstyle.data")
+
+
+def in_package(name: str, packages) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def reachable_from_core(graph: dict[str, set[str]]) -> set[str]:
+    """Every artstyle module the core imports, directly or through others (lazily included)."""
+    seen = {m for m in graph if m == "artstyle" or in_package(m, CORE[1:])}
+    todo = list(seen)
+    while todo:
+        for target in graph[todo.pop()] - seen:
+            seen.add(target)
+            todo.append(target)
+    return seen
+
+
+def test_the_core_never_reaches_the_engine():
+    """What predicting needs stays apart from training, export and Grad-CAM: the core imports
+    no engine, models, CLI, server or dataset module, however deep or lazy the import."""
+    graph = import_graph()
+    reached = reachable_from_core(graph)
+    assert "artstyle.infer.predictor" in reached and "artstyle.preprocess" in reached  # the walk sees the core
+    assert not sorted(m for m in reached if in_package(m, ENGINE))
+
+
+def test_the_core_never_imports_torch():
+    graph = import_graph()
+    modules = {module_name(p): p for p in (SRC / "artstyle").rglob("*.py")}
+    offenders = {m: sorted(third_party_imports(modules[m]) & {"torch", "timm", "torchvision", "safetensors"})
+                 for m in reachable_from_core(graph)}
+    assert not {m: names for m, names in offenders.items() if names}
+
+
+def test_the_engine_holds_export_and_grad_cam():
+    """Layers visible in the tree: export, int8 quantisation and Grad-CAM live in the engine,
+    and the predict --explain command only calls the Grad-CAM library."""
+    graph = import_graph()
+    for name in ("artstyle.export", "artstyle.quantize", "artstyle.explain"):
+        assert name not in graph
+    assert {"artstyle.engine.export", "artstyle.engine.quantize", "artstyle.engine.gradcam"} <= set(graph)
+    assert "artstyle.engine.gradcam" in graph["artstyle.commands.explain"]

@@ -173,7 +173,7 @@ def test_explain_writes_heatmaps_grid_and_csv(exported, tmp_path, capsys, bad_co
 
 
 def test_explain_without_weights_is_a_clear_error(exported, tmp_path, capsys):
-    from artstyle.explain import resolve_explain_weights
+    from artstyle.engine.gradcam import resolve_explain_weights
 
     assert resolve_explain_weights(exported.run) == exported.run / "weights" / "best.safetensors"
     onnx_only = tmp_path / "m" / "model.onnx"

@@ -101,7 +101,7 @@ def test_probe_mode_fits_a_linear_head_on_cached_features(shared_subset, tmp_pat
 def test_style_probe_shares_its_feature_cache_and_exports(shared_subset, tmp_path):
     """The style head: features computed once for two runs, a temperature fitted on val, and an
     ONNX export whose probabilities match PyTorch's (the statistics are ordinary graph ops)."""
-    from artstyle.export import export_onnx
+    from artstyle.engine.export import export_onnx
 
     cache = tmp_path / "cache"
     settings = dict(data=str(shared_subset), mode="probe", head="style", balance="groups",

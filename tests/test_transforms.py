@@ -99,3 +99,27 @@ def test_the_strong_recipe_applies_them_with_the_configured_probabilities():
     assert tuple(transform(noise_image()).shape) == (3, 48, 48)
     basic = create_train_transform(TrainConfig(augment="basic"), spec)
     assert not isinstance(basic, Compose)  # only "strong" adds the anti-shortcut steps
+
+
+def test_evaluation_decodes_and_preprocesses_as_the_predictor_does_with_crop_below_one(tmp_path):
+    """The engine's evaluation input is the torch-free predictor's, pixel for pixel, also when
+    crop_pct < 1: both decode JPEGs at ceil(size / crop_pct) (the engine used to decode at
+    ``size``, a coarser libjpeg reduction for this image)."""
+    import pandas as pd
+
+    from artstyle.engine.data import ImageDataset, image_dataset
+    from artstyle.engine.transforms import create_eval_transform
+    from artstyle.models import ModelSpec
+    from artstyle.preprocess import load_array
+
+    path = tmp_path / "big.jpg"
+    noise_image(1600, 1400).save(path, quality=90)
+    spec = ModelSpec(backbone="lite0", arch="tf_efficientnet_lite0", classes=["a", "b"], image_size=150, crop_pct=0.75)
+    frame = pd.DataFrame({"path": [str(path)], "label": ["a"]})
+
+    engine = image_dataset(frame, spec, create_eval_transform(spec))[0][0].numpy()
+    predictor = load_array(path, spec.image_size, spec.mean, spec.std, spec.crop_pct)
+    np.testing.assert_array_equal(engine, predictor)
+    # The image does tell the two decode sizes apart, so the equality above is not a given.
+    coarse = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)[0][0].numpy()
+    assert np.abs(coarse - predictor).max() > 0.05

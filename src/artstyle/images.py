@@ -40,7 +40,8 @@ def is_image_file(path: Union[str, os.PathLike]) -> bool:
     return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
 
 
-def _describe(source: Source, name: str | None) -> str:
+def describe_source(source: Source, name: str | None = None) -> str:
+    """How error messages name an input: its name, else its path, else what it is."""
     if name:
         return name
     if isinstance(source, (str, os.PathLike)):
@@ -135,7 +136,7 @@ def open_image(
 
     Raises ``ImageLoadError(path, reason)`` for anything that cannot be read.
     """
-    label = _describe(source, name)
+    label = describe_source(source, name)
     img = _open_raw(source, label)
     try:
         return _decode(img, label, max_pixels, draft_size)
@@ -171,7 +172,7 @@ def _decode(img: Image.Image, label: str, max_pixels: int | None, draft_size: in
 
 def read_header(source: Source, *, name: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS):
     """Cheap metadata without decoding: (width, height, format, mode). Raises ImageLoadError."""
-    label = _describe(source, name)
+    label = describe_source(source, name)
     img = _open_raw(source, label)
     try:
         check_pixels(img, label, max_pixels)

@@ -1,4 +1,6 @@
-"""Evaluation-time preprocessing shared by the PyTorch engine and the torch-free ONNX predictor.
+"""Evaluation-time decoding and preprocessing: the one path from an image to the model's input,
+shared by the torch-free predictor, the server, the engine's evaluation, the export parity check,
+int8 calibration and Grad-CAM.
 
 One implementation on Pillow + numpy means an exported model sees exactly the pixels the
 PyTorch model was validated on (the export parity check relies on it).
@@ -6,8 +8,13 @@ PyTorch model was validated on (the export parity check relies on it).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from PIL import Image
+
+from .errors import ImageLoadError
+from .images import DEFAULT_MAX_PIXELS, Source, describe_source, open_image
 
 RESAMPLE = Image.Resampling.BILINEAR
 
@@ -40,3 +47,36 @@ def normalize(img: Image.Image, mean, std) -> np.ndarray:
 
 def preprocess(img: Image.Image, size: int, mean, std, crop_pct: float = 1.0) -> np.ndarray:
     return normalize(resize_and_crop(img, size, crop_pct), mean, std)
+
+
+def decode_size(image_size: int, crop_pct: float = 1.0) -> int:
+    """The size an image must be decoded at for preprocessing: the short side is resized to
+    image_size / crop_pct, so JPEGs may be decoded (libjpeg's draft mode) down to that, no further."""
+    return int(math.ceil(image_size / crop_pct))
+
+
+def load_image(source: Source, image_size: int, crop_pct: float = 1.0, *, name: str | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """``open_image`` at the decode size preprocessing needs. Raises ``ImageLoadError``."""
+    return open_image(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))
+
+
+def to_crop(img: Image.Image, image_size: int, crop_pct: float = 1.0, *, name: str) -> Image.Image:
+    """``resize_and_crop``, with an image it cannot handle (an absurd aspect ratio, say) raised as
+    ``ImageLoadError`` naming the input: one input must not end a run of thousands."""
+    try:
+        return resize_and_crop(img, image_size, crop_pct)
+    except (MemoryError, ValueError) as exc:
+        raise ImageLoadError(name, f"cannot preprocess ({type(exc).__name__}: {exc})") from None
+
+
+def to_array(img: Image.Image, image_size: int, mean, std, crop_pct: float = 1.0, *, name: str) -> np.ndarray:
+    """``preprocess`` with ``to_crop``'s errors: the model's float32 CHW input."""
+    return normalize(to_crop(img, image_size, crop_pct, name=name), mean, std)
+
+
+def load_array(source: Source, image_size: int, mean, std, crop_pct: float = 1.0, *, name: str | None = None,
+               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A path, bytes or binary file -> the model's float32 CHW input. Raises ``ImageLoadError``."""
+    img = load_image(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
+    return to_array(img, image_size, mean, std, crop_pct, name=describe_source(source, name))

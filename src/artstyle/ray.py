@@ -129,9 +129,25 @@ def pack_model(model: str | os.PathLike | None) -> dict:
 # ------------------------------------------------------------------------------ the two stages
 
 
+def driver_pillow_limit() -> int | None:
+    """Pillow's decompression-bomb limit in this (driver) process. The artstyle command lifts it
+    in its own process so that --max-pixels decides; its Ray workers must decode as it would, as
+    the local engine's forked processes do."""
+    from PIL import Image
+
+    return Image.MAX_IMAGE_PIXELS
+
+
+def use_pillow_limit(limit: int | None) -> None:
+    from PIL import Image
+
+    Image.MAX_IMAGE_PIXELS = limit
+
+
 def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: int,
-                 url_timeout: float, max_download: int) -> dict:
+                 url_timeout: float, max_download: int, pillow_limit: int | None) -> dict:
     """Decode task: each ``source`` -> the model-sized uint8 crop; failures -> ``error``."""
+    use_pillow_limit(pillow_limit)
     names, sources = list(batch["path"]), list(batch.get("source", batch["path"]))
     pixels = np.zeros((len(names), image_size, image_size, 3), dtype=np.uint8)
     errors = [""] * len(names)
@@ -211,7 +227,7 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
     decoded = ds.map_batches(
         decode_batch, batch_size=batch_size, batch_format="numpy", num_cpus=decode_cpus, memory=DECODE_MEMORY,
         fn_kwargs=dict(image_size=image_size, crop_pct=crop_pct, draft_size=int(np.ceil(image_size / crop_pct)),
-                       url_timeout=url_timeout, max_download=max_download),
+                       url_timeout=url_timeout, max_download=max_download, pillow_limit=driver_pillow_limit()),
     )
     low, high = actors if isinstance(actors, tuple) else (actors, actors)
     # Ray Data's actor pools restart a dead actor and retry its batch (max_restarts=-1,
@@ -233,7 +249,7 @@ def inspect_files(paths: list[str], max_pixels: int | None, progress: bool = Fal
 
     ds = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(paths)])
     measured = ds.map_batches(inspect_batch, batch_format="pyarrow", num_cpus=cpus_per_task,
-                              fn_kwargs={"max_pixels": max_pixels})
+                              fn_kwargs={"max_pixels": max_pixels, "pillow_limit": driver_pillow_limit()})
     rows: list[dict | None] = [None] * len(paths)
     with tqdm(total=len(paths), unit="img", desc="scan (ray)", disable=not progress) as bar:
         for batch in measured.iter_batches(batch_format="pyarrow", batch_size=None):
@@ -243,9 +259,10 @@ def inspect_files(paths: list[str], max_pixels: int | None, progress: bool = Fal
     return rows  # type: ignore[return-value]
 
 
-def inspect_batch(batch: pa.Table, *, max_pixels: int | None) -> pa.Table:
-    from .data.scanner import inspect_file
+def inspect_batch(batch: pa.Table, *, max_pixels: int | None, pillow_limit: int | None) -> pa.Table:
+    from .data.measure import inspect_file
 
+    use_pillow_limit(pillow_limit)
     rows = []
     for index, path in zip(batch.column("index").to_pylist(), batch.column("path").to_pylist()):
         rows.append({"index": index, **inspect_file(path, max_pixels=max_pixels)})

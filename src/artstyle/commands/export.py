@@ -55,7 +55,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..export import export_onnx
+    from ..engine.export import export_onnx
 
     logging.basicConfig(level=logging.WARNING, format="artstyle: %(message)s")
     if args.int8:
@@ -76,7 +76,7 @@ def run(args) -> int:
 
 def check_int8_args(args) -> None:
     from ..errors import ArtstyleError
-    from ..quantize import images_from
+    from ..engine.quantize import images_from
 
     if args.calibration_size < 1 or args.holdout_size < 1:
         raise ArtstyleError("--calibration-size and --holdout-size must be at least 1")
@@ -87,7 +87,7 @@ def check_int8_args(args) -> None:
 
 def write_int8(args) -> None:
     from ..infer.predictor import int8_path
-    from ..quantize import QuantSettings, quantize_model
+    from ..engine.quantize import QuantSettings, quantize_model
 
     settings = QuantSettings(method=args.calibration_method, calibration_size=args.calibration_size)
     card = quantize_model(args.output, args.run, calibration=args.calibration, holdout=args.holdout,

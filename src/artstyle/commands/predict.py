@@ -129,7 +129,7 @@ def report_failure(pred, bar) -> None:
 def run(args) -> int:
     check_args(args)
     if args.explain:
-        from ..explain import explain_command  # torch: only on this path
+        from .explain import explain_command  # torch: only on this path
 
         return explain_command(args)
     if args.engine == "ray":

@@ -103,8 +103,9 @@ def run(args) -> int:
     check_args(args)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
     check_exposure(args.host, api_key, args.insecure_public)
-    from ..infer.predictor import cpu_count, read_card, resolve_model
+    from ..infer.predictor import read_card, resolve_model
     from ..serve.server import run_server
+    from ..system import cpu_count
 
     # Check the model in this process too, so a bad --model is one line here, not one per worker.
     read_card(resolve_model(args.model, args.precision))

@@ -17,7 +17,8 @@ from .auditor import audit
 from .duplicates import DEFAULT_PHASH_THRESHOLD, duplicate_groups, near_duplicate_pairs
 from .gallery import show
 from .manifest import MANIFEST_COLUMNS, SPLITS, read_classes, read_manifest
-from .scanner import find_images, inspect_file, scan
+from .measure import inspect_file
+from .scanner import find_images, scan
 from .splitter import SplitResult, read_split, split
 
 __all__ = [

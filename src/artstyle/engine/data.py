@@ -12,6 +12,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRa
 
 from ..errors import ArtstyleError
 from ..images import open_image
+from ..preprocess import decode_size
 from ..system import cpu_count
 from .distributed import ShardSampler
 
@@ -36,6 +37,12 @@ class ImageDataset(Dataset):
         # The scan already validated every file; a file that breaks since then is a real error.
         img = open_image(self.paths[i], draft_size=self.draft_size)
         return self.transform(img), self.targets[i]
+
+
+def image_dataset(frame: pd.DataFrame, spec, transform) -> ImageDataset:
+    """A dataset decoded at the size the model's preprocessing needs (``decode_size``, the
+    predictor's rule), so evaluation sees the pixels the exported model will see."""
+    return ImageDataset(frame, spec.classes, transform, decode_size(spec.image_size, spec.crop_pct))
 
 
 def is_split_dir(path: Path) -> bool:

@@ -13,7 +13,7 @@ import torch
 
 from ..errors import ArtstyleError
 from . import checkpoint as ckpt
-from .data import ImageDataset, build_loader, default_workers, is_split_dir
+from .data import build_loader, default_workers, image_dataset, is_split_dir
 from .loop import predict_probs
 from .metrics import classification_metrics
 from .plots import plot_confusion, plot_prediction_grid, plot_reliability
@@ -124,7 +124,7 @@ def checkpoint_probs(model_or_run, frame: pd.DataFrame, batch_size: int, workers
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model, spec, meta = ckpt.load_model(model_or_run, device=str(dev))
-    dataset = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)
+    dataset = image_dataset(frame, spec, create_eval_transform(spec))
     loader = build_loader(dataset, batch_size=batch_size, train=False, workers=default_workers(workers, dev.type), seed=0)
     # channels-last: about twice as fast for these convnets, on CPU as on GPU.
     model = model.to(memory_format=torch.channels_last)

@@ -23,7 +23,7 @@ from ..errors import ArtstyleError
 from ..models.style import StyleClassifier, style_statistics
 from . import checkpoint as ckpt
 from .calibration import fit_temperature, logits_from_probs
-from .data import ImageDataset, build_loader, default_workers
+from .data import build_loader, default_workers, image_dataset
 from .plots import save_history_and_curves
 from .transforms import create_eval_transform
 
@@ -47,7 +47,7 @@ def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int =
 
     from .loop import to_device
 
-    dataset = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)
+    dataset = image_dataset(frame, spec, create_eval_transform(spec))
     loader = build_loader(dataset, batch_size=batch_size, train=False,
                           workers=default_workers(workers, device.type), seed=0)
     model.eval().to(memory_format=torch.channels_last)  # ~2x faster on CPU

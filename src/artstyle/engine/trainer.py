@@ -26,7 +26,7 @@ from ..config import RESUMABLE_OVERRIDES, TrainConfig, check_option_names
 from ..errors import ArtstyleError
 from ..models import ModelSpec, create_model
 from . import checkpoint as ckpt
-from .data import ImageDataset, build_loader, class_names, class_weights, default_workers, resolve_splits
+from .data import build_loader, class_names, class_weights, default_workers, image_dataset, resolve_splits
 from .distributed import DistInfo, cleanup, gather_objects, init_distributed, run_on_main
 from .loop import evaluate_epoch, train_one_epoch
 from .plots import save_history_and_curves
@@ -284,8 +284,8 @@ def restore_state(run_dir, model, optimizer, scheduler, stopper, info: DistInfo)
 
 def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     workers = default_workers(cfg.workers, device.type)
-    train_set = ImageDataset(frames["train"], spec.classes, create_train_transform(cfg, spec), spec.image_size)
-    val_set = ImageDataset(frames["val"], spec.classes, create_eval_transform(spec), spec.image_size)
+    train_set = image_dataset(frames["train"], spec, create_train_transform(cfg, spec))
+    val_set = image_dataset(frames["val"], spec, create_eval_transform(spec))
     train_loader = build_loader(train_set, batch_size=cfg.batch_size, train=True, workers=workers, seed=cfg.seed,
                                 distributed=info.enabled, balanced=cfg.balance == "sampler")
     val_loader = build_loader(val_set, batch_size=cfg.batch_size * 2, train=False, workers=workers, seed=cfg.seed,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +21,8 @@ from PIL import Image
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, to_rgb
-from ..preprocess import normalize, resize_and_crop
-from ..system import cpu_count  # noqa: F401 - also imported from here by serve
+from ..preprocess import decode_size, normalize, to_crop
+from ..system import cpu_count
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -39,7 +38,13 @@ UNCERTAIN = "uncertain"
 
 @dataclass
 class Prediction:
-    """One input's answer. ``error`` is set (and label/probs empty) when it could not be read."""
+    """One input's answer, the one record every predict path makes (the predictor, the server,
+    ``predict --explain``). ``error`` is set (and label/probs empty) when it could not be read.
+
+    Python speaks of ``source`` and ``probs``. The public formats keep their own, documented
+    names for the same fields: the CLI's CSV/JSONL/JSON rows ``path`` and ``p_<class>``
+    (``infer.writers.row_for``), the HTTP API ``name`` and ``probabilities`` (``serve.schemas``).
+    """
 
     source: str
     label: str | None = None
@@ -188,7 +193,7 @@ class Classifier:
         self.allow_private_urls = allow_private_urls
         self.input_name = session.get_inputs()[0].name
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
-        self.draft_size = int(math.ceil(self.image_size / self.crop_pct))
+        self.draft_size = decode_size(self.image_size, self.crop_pct)
 
     def __repr__(self) -> str:
         return (f"Classifier({self.path.name}, classes={self.classes}, image_size={self.image_size}, "
@@ -214,7 +219,7 @@ class Classifier:
         the expensive half of ``to_array``, which the Ray engine runs in decode tasks."""
         return load_crop(source, name, image_size=self.image_size, crop_pct=self.crop_pct,
                          draft_size=self.draft_size, url_timeout=self.url_timeout,
-                         max_download=self.max_download)
+                         max_download=self.max_download, allow_private_urls=self.allow_private_urls)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities for a preprocessed NCHW float32 batch."""
@@ -285,13 +290,19 @@ class Classifier:
             else:
                 yield self.to_prediction(name, next(probs))
 
-    def to_prediction(self, name: str, probs: np.ndarray) -> Prediction:
-        best = int(probs.argmax())
-        confident = probs[best] >= self.min_confidence
-        return Prediction(
-            source=name, label=self.classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
-            probs={c: float(p) for c, p in zip(self.classes, probs)},
-        )
+    def to_prediction(self, source: str, probs: np.ndarray) -> Prediction:
+        return make_prediction(source, probs, self.classes, self.min_confidence)
+
+
+def make_prediction(source: str, probs: np.ndarray, classes: list[str], min_confidence: float = 0.0) -> Prediction:
+    """The record of one probability vector: the best class (``"uncertain"`` below
+    ``min_confidence``), its probability and every class's."""
+    best = int(probs.argmax())
+    confident = probs[best] >= min_confidence
+    return Prediction(
+        source=source, label=classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
+        probs={c: float(p) for c, p in zip(classes, probs)},
+    )
 
 
 def load_any(source, name: str | None = None, *, draft_size: int | None = None,
@@ -309,15 +320,12 @@ def load_any(source, name: str | None = None, *, draft_size: int | None = None,
 
 def load_crop(source, name: str | None = None, *, image_size: int, crop_pct: float = 1.0,
               draft_size: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-              max_download: int = DEFAULT_MAX_DOWNLOAD) -> Image.Image:
+              max_download: int = DEFAULT_MAX_DOWNLOAD, allow_private_urls: bool = False) -> Image.Image:
     """A path, URL, bytes, binary file or PIL image -> the RGB ``image_size`` square the model
     sees before normalisation. Raises ``ImageLoadError`` naming the input."""
-    img = load_any(source, name, draft_size=draft_size, url_timeout=url_timeout, max_download=max_download)
-    try:
-        return resize_and_crop(img, image_size, crop_pct)
-    except (MemoryError, ValueError) as exc:
-        # e.g. an absurd aspect ratio: one input must not end a run of thousands.
-        raise ImageLoadError(name or str(source), f"cannot preprocess ({type(exc).__name__}: {exc})") from None
+    img = load_any(source, name, draft_size=draft_size, url_timeout=url_timeout, max_download=max_download,
+                   allow_private_urls=allow_private_urls)
+    return to_crop(img, image_size, crop_pct, name=name or str(source))
 
 
 def is_single(inputs) -> bool:

@@ -27,7 +27,7 @@ from starlette.requests import ClientDisconnect
 from .. import __version__
 from ..errors import ImageLoadError
 from ..infer import Classifier, load
-from ..infer.predictor import cpu_count
+from ..system import cpu_count
 from .explain import Explainer, ExplainQueueFullError
 from .inference import Decoded, InferenceService
 from .limits import DeclaredSizeLimit, RequestTimeout, error_body, too_large_detail
@@ -293,8 +293,8 @@ async def classify(service: InferenceService, uploads: list[Upload],
     batch runs next. Unusable images get their reason instead."""
     decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_images) for u in uploads))
     probs = iter(await service.probabilities([d.array for d in decoded if isinstance(d, Decoded)]))
-    classes = service.classifier.classes
-    results = [result_for(u, d, next(probs), classes) if isinstance(d, Decoded) else ImageResult(name=u.name, error=d)
+    classifier = service.classifier
+    results = [result_for(u, d, next(probs), classifier) if isinstance(d, Decoded) else ImageResult(name=u.name, error=d)
                for u, d in zip(uploads, decoded)]
     return results, decoded
 
@@ -310,11 +310,8 @@ async def decode_or_reason(service: InferenceService, upload: Upload, keep_image
         return f"cannot decode this image ({type(exc).__name__})"
 
 
-def result_for(upload: Upload, decoded: Decoded, probs, classes: list[str]) -> ImageResult:
-    best = int(probs.argmax())
-    return ImageResult(name=upload.name, label=classes[best], confidence=float(probs[best]),
-                       probabilities={c: float(p) for c, p in zip(classes, probs)},
-                       width=decoded.width, height=decoded.height)
+def result_for(upload: Upload, decoded: Decoded, probs, classifier: Classifier) -> ImageResult:
+    return ImageResult.from_prediction(classifier.to_prediction(upload.name, probs), decoded.width, decoded.height)
 
 
 async def add_heatmaps(explainer: Explainer, results: list[ImageResult], decoded: list) -> ExplainStatus:

@@ -1,4 +1,4 @@
-"""Grad-CAM heatmaps for ``/v1/predict?explain=true``, drawn by ``artstyle.explain`` (the same
+"""Grad-CAM heatmaps for ``/v1/predict?explain=true``, drawn by ``artstyle.engine.gradcam`` (the same
 heatmaps as ``artstyle predict --explain``).
 
 The ONNX model cannot give gradients, so explanations need the PyTorch weights exported beside
@@ -85,7 +85,7 @@ class Explainer:
                 try:
                     import torch
 
-                    from ..explain import load_explainer
+                    from ..engine.gradcam import load_explainer
 
                     torch.set_num_threads(self.threads)
                     self.model, self.spec = load_explainer(self.onnx_path)
@@ -100,7 +100,7 @@ class Explainer:
             return None
         import torch
 
-        from ..explain import grad_cam, overlay
+        from ..engine.gradcam import grad_cam, overlay
 
         _, heats = grad_cam(self.model, torch.from_numpy(array[None]))
         return encode_png(overlay(image, heats[0], caption, self.spec.crop_pct))

@@ -16,9 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image
 
-from ..images import open_image
 from ..infer import Classifier
-from ..preprocess import preprocess
+from ..preprocess import load_image, to_array
 
 # EXIF orientations that turn the stored image by 90 degrees: the upright size swaps w and h.
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
@@ -72,9 +71,9 @@ class InferenceService:
 
     def decode_sync(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
         clf = self.classifier
-        image = open_image(data, name=name, max_pixels=self.max_pixels, draft_size=clf.draft_size)
+        image = load_image(data, clf.image_size, clf.crop_pct, name=name, max_pixels=self.max_pixels)
         width, height = upright_size(data)
-        array = preprocess(image, clf.image_size, clf.mean, clf.std, clf.crop_pct)
+        array = to_array(image, clf.image_size, clf.mean, clf.std, clf.crop_pct, name=name)
         return Decoded(array, width, height, image if keep_image else None)
 
     async def probabilities(self, arrays: list[np.ndarray]) -> list[np.ndarray]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+from ..infer import Prediction
+
 
 class ImageResult(BaseModel):
     name: str = Field(description="the upload's file name (or 'image' for a raw body)")
@@ -15,6 +17,12 @@ class ImageResult(BaseModel):
     error: str | None = Field(None, description="why this image could not be classified")
     heatmap_png: str | None = Field(
         None, description="with ?explain=true: base64 PNG of the model's view of the image under its Grad-CAM map")
+
+    @classmethod
+    def from_prediction(cls, pred: Prediction, width: int | None = None, height: int | None = None) -> "ImageResult":
+        """The API's names for a ``Prediction``'s fields (source -> name, probs -> probabilities)."""
+        return cls(name=pred.source, label=pred.label, confidence=pred.confidence, probabilities=pred.probs,
+                   width=width, height=height, error=pred.error)
 
 
 class ExplainStatus(BaseModel):

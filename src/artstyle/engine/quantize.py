@@ -36,10 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ArtstyleError, ImageLoadError
-from .images import is_image_file, open_image
-from .infer.predictor import int8_path
-from .preprocess import preprocess
+from ..errors import ArtstyleError, ImageLoadError
+from ..images import is_image_file
+from ..infer.predictor import int8_path
+from ..preprocess import load_array
 
 log = logging.getLogger("artstyle")
 
@@ -83,7 +83,7 @@ def from_frame(frame, source: str) -> ImageSet:
 
 def run_split_dir(weights: Path) -> Path | None:
     """The split a run saved (RUN/data/train.csv ...), for weights at RUN/weights/best.safetensors."""
-    from .engine.data import is_split_dir
+    from .data import is_split_dir
 
     run = weights.parent.parent if weights.parent.name == "weights" else weights.parent
     return run / "data" if is_split_dir(run / "data") else None
@@ -92,7 +92,7 @@ def run_split_dir(weights: Path) -> Path | None:
 def images_from(data: str | os.PathLike) -> dict[str, ImageSet]:
     """A split dir (train/val/test CSVs), a manifest CSV or a folder of images -> named sets.
     Raises ``ArtstyleError`` (one line) when it holds no image."""
-    from .engine.data import is_split_dir, read_split_dir
+    from .data import is_split_dir, read_split_dir
 
     path = Path(data)
     if not path.exists():
@@ -101,14 +101,14 @@ def images_from(data: str | os.PathLike) -> dict[str, ImageSet]:
         if is_split_dir(path):
             return {name: from_frame(frame, f"{path} ({name} split)") for name, frame in read_split_dir(path).items()}
         if path.is_file() and path.suffix.lower() == ".csv":
-            from .data import read_manifest
+            from ..data import read_manifest
 
             manifest = read_manifest(path)
             return {"all": from_frame(manifest[manifest["valid"]], str(path))}
     except (KeyError, ValueError) as exc:
         raise ArtstyleError(f"{path}: not a split folder or manifest CSV ({exc})") from None
     if path.is_dir():
-        from .infer.sources import images_in_folder
+        from ..infer.sources import images_in_folder
 
         files = [Path(f) for f in images_in_folder(str(path))]
         # A folder per class gives labels for the accuracy check; loose images have none.
@@ -160,18 +160,14 @@ def choose_images(weights: Path, calibration, holdout, calibration_size: int,
 def preprocess_files(images: ImageSet, card: dict) -> tuple[np.ndarray, ImageSet]:
     """Decode and preprocess as the predictor does (draft-size JPEG decode included). Unreadable
     files are skipped with a warning; returns (NCHW float32 array, the files kept)."""
-    from .export import draft_size_for
-
     size, crop = int(card["image_size"]), float(card.get("crop_pct", 1.0))
-    draft = draft_size_for(size, crop)
     arrays, files, labels = [], [], []
     for path, label in zip(images.files, images.labels):
         try:
-            img = open_image(path, draft_size=draft)
+            arrays.append(load_array(path, size, card["mean"], card["std"], crop))
         except ImageLoadError as exc:
             log.warning(f"int8 export skips {exc}")
             continue
-        arrays.append(preprocess(img, size, card["mean"], card["std"], crop))
         files.append(path)
         labels.append(label)
     if not arrays:
@@ -313,9 +309,9 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
     test split. ``calibration`` / ``holdout``: a split folder, manifest CSV or image folder
     instead. Raises ``ArtstyleError``, writing nothing, when top-1 agreement with fp32 on the
     held-out images is below ``min_agreement``."""
-    from .engine.checkpoint import resolve_weights
+    from .checkpoint import resolve_weights
     from .export import sha256_file
-    from .infer.predictor import read_card
+    from ..infer.predictor import read_card
 
     settings = settings or QuantSettings()
     fp32_path = Path(fp32_path)

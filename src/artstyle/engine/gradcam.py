@@ -1,23 +1,22 @@
-"""``artstyle predict --explain -o DIR``: Grad-CAM heatmaps over each image with the predicted
-label, a grid figure per batch, and predictions.csv. The one predict path that needs torch:
-gradients need the PyTorch model, so it runs from a checkpoint (a run directory, a
-``.safetensors`` file, or the ``.safetensors`` that ``export --with-weights`` puts beside an
-ONNX model and its card)."""
+"""Grad-CAM for artstyle's models: heatmaps of what the predicted class rests on, drawn over the
+model's view of each image, for ``artstyle predict --explain`` (``commands.explain``) and the
+server's ``?explain=true``. Gradients need the PyTorch model, so it runs from a checkpoint (a
+run directory, a ``.safetensors`` file, or the ``.safetensors`` that ``export --with-weights``
+puts beside an ONNX model and its card)."""
 
 from __future__ import annotations
 
 import hashlib
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
-from .errors import EXIT_SOME_FAILED, ArtstyleError, ImageLoadError
-from .infer.predictor import DEFAULT_MODEL, Prediction, load_any
-from .preprocess import preprocess, resize_and_crop
+from ..errors import ArtstyleError, ImageLoadError
+from ..infer.predictor import DEFAULT_MODEL, Prediction, load_any, make_prediction
+from ..preprocess import decode_size, resize_and_crop, to_array
 
 DISPLAY_SIZE = 256  # heatmaps are drawn at least this large, whatever the model's input size
 GRID_BATCH = 32
@@ -26,7 +25,7 @@ HEAT_ALPHA = 0.45
 
 def resolve_explain_weights(model) -> Path:
     """The checkpoint to explain with; an exported model needs its weights beside it."""
-    from .engine.checkpoint import resolve_weights
+    from .checkpoint import resolve_weights
 
     if model is None and not DEFAULT_MODEL.is_file():
         raise ArtstyleError("no default model is installed; pass --model")
@@ -57,7 +56,7 @@ def last_feature_map(model: torch.nn.Module, batch: torch.Tensor):
     forward_head split gives it directly; the style head reads the backbone at every level, so
     its last map is caught on the way with a hook (Grad-CAM then explains the part of the score
     that flows through that map, as it does for any CNN)."""
-    from .models.style import StyleClassifier
+    from ..models.style import StyleClassifier
 
     if not isinstance(model, StyleClassifier):
         features = model.forward_features(batch)
@@ -131,7 +130,7 @@ def file_stem(source: str) -> str:
 
 def load_explainer(model_path):
     """(PyTorch model in eval mode, ModelSpec) for Grad-CAM."""
-    from .engine.checkpoint import load_model
+    from .checkpoint import load_model
 
     model, spec, _ = load_model(resolve_explain_weights(model_path))
     return model, spec
@@ -139,7 +138,7 @@ def load_explainer(model_path):
 
 def card_temperature(model_path) -> float:
     """The temperature the exported model applies, so explained predictions match plain ones."""
-    from .infer.predictor import read_card, resolve_model
+    from ..infer.predictor import read_card, resolve_model
 
     return float(read_card(resolve_model(model_path)).get("temperature", 1.0))
 
@@ -149,14 +148,15 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
     """Yield a ``Prediction`` per input, in order, while writing ``NNNNN_name.png`` heatmaps and
     a ``grid_NNN.png`` per batch of 32 into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    draft = int(np.ceil(spec.image_size / spec.crop_pct))
+    draft = decode_size(spec.image_size, spec.crop_pct)
     for start in range(0, len(inputs), GRID_BATCH):
         loaded, failed = [], {}
         for index, source in enumerate(inputs[start:start + GRID_BATCH], start):
             try:
                 img = load_any(source, draft_size=draft, url_timeout=url_timeout, max_download=max_download,
                                allow_private_urls=allow_private_urls)
-                loaded.append((index, str(source), img))
+                array = to_array(img, spec.image_size, spec.mean, spec.std, spec.crop_pct, name=str(source))
+                loaded.append((index, str(source), img, array))
             except ImageLoadError as exc:
                 failed[index] = Prediction(str(source), error=exc.reason)
         results = explain_batch(model, spec, loaded, out_dir, start // GRID_BATCH, temperature) if loaded else {}
@@ -166,55 +166,14 @@ def explain(model, spec, inputs: list, out_dir: Path, *, url_timeout: float = 10
 
 def explain_batch(model, spec, loaded: list, out_dir: Path, grid_number: int,
                   temperature: float = 1.0) -> dict[int, Prediction]:
-    batch = torch.from_numpy(np.stack([preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct)
-                                       for _, _, img in loaded]))
+    batch = torch.from_numpy(np.stack([array for _, _, _, array in loaded]))
     probs, heats = grad_cam(model, batch, temperature)
     results, tiles = {}, []
-    for (index, name, img), p, heat in zip(loaded, probs, heats):
-        best = int(p.argmax())
-        pred = Prediction(name, spec.classes[best], float(p[best]), dict(zip(spec.classes, map(float, p))))
+    for (index, name, img, _), p, heat in zip(loaded, probs, heats):
+        pred = make_prediction(name, p, spec.classes)
         picture = overlay(img, heat, f"{pred.label} {pred.confidence:.0%}", spec.crop_pct)
         picture.save(out_dir / f"{index:05d}_{file_stem(name)}.png")
         tiles.append((name, picture))
         results[index] = pred
     save_grid(tiles, out_dir / f"grid_{grid_number:03d}.png")
     return results
-
-
-def explain_command(args) -> int:
-    """``artstyle predict --explain -o DIR``: heatmaps, grids and predictions.csv in DIR; the
-    chosen format on stdout; failures one line each on stderr; exit 2 if any failed."""
-    from .infer.sources import expand_inputs
-    from .infer.writers import open_writer
-
-    inputs = expand_inputs(args.inputs)
-    if not inputs:
-        raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
-    out_dir = Path(args.output)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ArtstyleError(f"{out_dir}: --explain writes into a folder, and this is a file")
-    model, spec = load_explainer(args.model)
-    fmt = args.format or ("table" if sys.stdout.isatty() else "csv")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    failures = 0
-    with open(out_dir / "predictions.csv", "w", encoding="utf-8", newline="") as csv_file:
-        writers = [open_writer("csv", csv_file, spec.classes, args.top_k),
-                   open_writer(fmt, sys.stdout, spec.classes, args.top_k)]
-        try:
-            for pred in explain(model, spec, inputs, out_dir, url_timeout=args.timeout,
-                                max_download=int(args.max_download_mb * 1024 * 1024),
-                                temperature=card_temperature(args.model),
-                                allow_private_urls=args.allow_private_urls):
-                for writer in writers:
-                    writer.write(pred)
-                if not pred.ok:
-                    failures += 1
-                    print(f"artstyle: error: {pred.source}: {pred.error}", file=sys.stderr, flush=True)
-        finally:
-            for writer in writers:
-                writer.close()
-    print(f"artstyle: heatmaps, grids and predictions.csv written to {out_dir}", file=sys.stderr)
-    if failures:
-        print(f"artstyle: {failures} of {len(inputs)} inputs could not be classified", file=sys.stderr)
-        return EXIT_SOME_FAILED
-    return 0

@@ -14,7 +14,6 @@ import hashlib
 import io
 import json
 import logging
-import math
 import os
 import shutil
 import tempfile
@@ -25,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .errors import ArtstyleError, ImageLoadError
-from .images import is_image_file, open_image
-from .preprocess import preprocess
+from .. import __version__
+from ..errors import ArtstyleError, ImageLoadError
+from ..images import is_image_file
+from ..preprocess import load_array, to_array
 
 log = logging.getLogger("artstyle")
 
@@ -60,11 +59,6 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def draft_size_for(image_size: int, crop_pct: float) -> int:
-    """The decode size preprocessing needs: the short side is resized to size / crop_pct."""
-    return int(math.ceil(image_size / crop_pct))
-
-
 def export_onnx(
     run_or_checkpoint: str | os.PathLike,
     output: str | os.PathLike,
@@ -88,7 +82,7 @@ def export_onnx(
     into the card, and its temperature (fitted on held-out groups) is used unless one is given.
     Raises ``ArtstyleError`` when the ONNX model disagrees with PyTorch by more than ``tolerance``.
     """
-    from .engine.checkpoint import load_model, resolve_weights
+    from .checkpoint import load_model, resolve_weights
 
     output = Path(output)
     if output.suffix.lower() != ".onnx":
@@ -186,22 +180,20 @@ def generated_images(count: int = 4):
 
 def parity_batch(parity_images, meta: dict, spec) -> tuple[np.ndarray, list[str]]:
     """Preprocessed images, decoded exactly as the predictor decodes them."""
-    draft = draft_size_for(spec.image_size, spec.crop_pct)
     arrays, names = [], []
     for path in find_parity_files(parity_images, meta):
         try:
-            img = open_image(path, draft_size=draft)
+            arrays.append(load_array(path, spec.image_size, spec.mean, spec.std, spec.crop_pct))
         except ImageLoadError as exc:
             log.warning(f"parity check skips {exc}")
             continue
-        arrays.append(preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct))
         names.append(str(path))
     if not arrays:
         if parity_images:
             raise ArtstyleError("no readable image among the parity images")
         log.warning("no training images found for the parity check; using generated images")
         for name, img in generated_images():
-            arrays.append(preprocess(img, spec.image_size, spec.mean, spec.std, spec.crop_pct))
+            arrays.append(to_array(img, spec.image_size, spec.mean, spec.std, spec.crop_pct, name=name))
             names.append(name)
     return np.stack(arrays), names
 
