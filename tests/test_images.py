@@ -201,3 +201,24 @@ def test_unreadable_permission(bad_corpus):
 def test_is_image_file_skips_hidden_files_and_other_extensions():
     assert is_image_file("a/b/photo.JPG") and is_image_file("x.webp") and is_image_file("été 画像.png")
     assert not is_image_file("a/.hidden.jpg") and not is_image_file("notes.txt") and not is_image_file("jpg")
+
+
+def test_predict_and_scan_walk_folders_the_same_way(tmp_path):
+    """One folder walker: a linked folder is followed by predict as by the scan, a link back up
+    the tree is visited once, hidden folders are skipped."""
+    import os
+
+    from PIL import Image
+
+    from artstyle.data import scan
+    from artstyle.infer.sources import expand_inputs
+
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "data" / "cat" / ".cache").mkdir(parents=True)
+    for path in (tmp_path / "extra" / "a.png", tmp_path / "data" / "cat" / "b.png", tmp_path / "data" / "cat" / ".cache" / "c.png"):
+        Image.new("RGB", (40, 30), (200, 10, 10)).save(path)
+    os.symlink(tmp_path / "extra", tmp_path / "data" / "cat" / "linked")
+    os.symlink(tmp_path / "data", tmp_path / "data" / "cat" / "loop")
+    predicted = {os.path.relpath(p, tmp_path / "data") for p in expand_inputs([str(tmp_path / "data")])}
+    scanned = {os.path.relpath(p, tmp_path / "data") for p in scan(tmp_path / "data", progress=False)["path"]}
+    assert predicted == scanned == {"cat/b.png", "cat/linked/a.png"}

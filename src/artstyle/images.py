@@ -201,3 +201,31 @@ def resolve_link_stub(path: Union[str, os.PathLike]) -> str:
         return path
     target = os.path.normpath(os.path.join(os.path.dirname(path), text))
     return target if os.path.isfile(target) else path
+
+
+def walk_images(folder: Union[str, os.PathLike], notes: list[str] | None = None) -> list[str]:
+    """Image files under ``folder`` at any depth, hidden files and folders skipped: the one
+    folder walker of the scan, predict and export.
+
+    Folder symlinks are followed (datasets are often assembled from links) but each real folder
+    is visited once, so a link pointing back up the tree cannot loop forever. File symlinks are
+    kept even when broken or looping: readers then report them with the reason. What could not be
+    listed, or was skipped, is described in ``notes`` when given.
+    """
+    found: list[str] = []
+    visited: set[str] = set()
+    notes = notes if notes is not None else []
+
+    def on_error(exc: OSError) -> None:
+        notes.append(f"{exc.filename}: cannot list folder ({exc.strerror or exc})")
+
+    for root, dirs, files in os.walk(folder, onerror=on_error, followlinks=True):
+        real = os.path.realpath(root)
+        if real in visited:
+            notes.append(f"{root}: skipped, a folder link back to {real} (already scanned)")
+            dirs[:] = []
+            continue
+        visited.add(real)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache, thumbnails
+        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+    return found

@@ -15,7 +15,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from ..errors import ArtstyleError
-from ..images import DEFAULT_MAX_PIXELS, is_image_file, resolve_link_stub
+from ..images import DEFAULT_MAX_PIXELS, is_image_file, resolve_link_stub, walk_images
 from ..system import cpu_count
 from .measure import inspect_file
 from .manifest import (
@@ -48,31 +48,6 @@ available_cpus = cpu_count  # the one helper, under the name this module's calle
 
 def _visible_subdirs(folder: Path) -> list[Path]:
     return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.is_dir())
-
-
-def _walk_images(folder: Path, notes: list[str]) -> list[str]:
-    """Image files under ``folder`` at any depth; hidden files and folders skipped.
-
-    Folder symlinks are followed (datasets are often assembled from links) but each real folder
-    is visited once, so a link pointing back up the tree cannot loop forever. File symlinks are
-    kept even when broken or looping: the scan then records them as invalid with the reason.
-    """
-    found: list[str] = []
-    visited: set[str] = set()
-
-    def on_error(exc: OSError) -> None:
-        notes.append(f"{exc.filename}: cannot list folder ({exc.strerror or exc})")
-
-    for root, dirs, files in os.walk(folder, onerror=on_error, followlinks=True):
-        real = os.path.realpath(root)
-        if real in visited:
-            notes.append(f"{root}: skipped, a folder link back to {real} (already scanned)")
-            dirs[:] = []
-            continue
-        visited.add(real)
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
-    return found
 
 
 def _class_folders(data_dir: Path) -> list[tuple[str, Path]]:
@@ -139,7 +114,7 @@ def find_images(data_dir: Union[str, os.PathLike], group_by: Optional[str] = Non
 
     entries: list[ImageEntry] = []
     for split, folder in folders:
-        paths = _walk_images(folder, notes)
+        paths = walk_images(folder, notes)
         if not paths:
             where = f"{split}/{folder.name}" if split else folder.name
             notes.append(f"{folder}: class folder '{where}' has no images; ignored")

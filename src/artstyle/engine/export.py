@@ -26,7 +26,7 @@ import torch
 
 from .. import __version__
 from ..errors import ArtstyleError, ImageLoadError
-from ..images import is_image_file
+from ..images import walk_images
 from ..preprocess import load_array, to_array
 
 log = logging.getLogger("artstyle")
@@ -149,7 +149,7 @@ def find_parity_files(parity_images, meta: dict) -> list[Path]:
             with open(root / "train.csv", encoding="utf-8", newline="") as f:
                 files += sorted(Path(row["path"]) for row in csv.DictReader(f) if row.get("path"))
         elif root.is_dir():
-            files += sorted(Path(d) / f for d, _, names in os.walk(root) for f in names if is_image_file(f))
+            files += sorted(Path(p) for p in walk_images(root))
         elif root.is_file():
             files.append(root)
         elif parity_images:

@@ -22,7 +22,7 @@ from typing import Iterable, Iterator, TextIO
 
 from .. import __version__
 from ..errors import ImageLoadError
-from ..images import is_image_file
+from ..images import is_image_file, walk_images
 
 URL_SCHEMES = ("http://", "https://")
 DEFAULT_TIMEOUT = 10.0
@@ -39,12 +39,9 @@ def is_url(value) -> bool:
 
 
 def images_in_folder(folder: str) -> list[str]:
-    """Every image file below ``folder``, sorted so that runs are reproducible."""
-    found = []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # .git, .cache, thumbnails
-        found += [os.path.join(root, f) for f in files if is_image_file(f)]
-    return sorted(found)
+    """Every image file below ``folder`` (folder links followed, as the scan does), sorted so
+    that runs are reproducible."""
+    return sorted(walk_images(folder))
 
 
 def expand_one(arg: str) -> list[str]:
