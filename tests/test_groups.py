@@ -115,7 +115,7 @@ def test_audit_warns_when_every_group_holds_one_class(grouped_manifest, tmp_path
 def crossval_run(grouped_manifest, tmp_path_factory):
     out = tmp_path_factory.mktemp("cv") / "cv"
     result = run_cli("crossval", str(grouped_manifest), "--folds", "3", "--image-size", "64", "--head", "style",
-                     "--balance", "groups", "--workers", "0", "-o", str(out))
+                     "--balance", "groups", "--probe-views", "1", "--workers", "0", "-o", str(out))
     assert result.returncode == 0, result.stderr
     return out, result
 
@@ -146,6 +146,32 @@ def test_crossval_metrics_are_consistent_with_its_predictions(crossval_run):
     for name in ("groups.png", "reliability.png", "report.md"):
         assert (out / name).stat().st_size > 0
     assert f"{metrics['mean_accuracy']:.4f}" in result.stdout
+
+
+def test_crossval_caches_each_image_and_its_augmented_view_once(crossval_run):
+    out, _ = crossval_run
+    (paths_file,) = (out / "features").glob("*.paths.json")
+    ids = json.loads(paths_file.read_text())
+    assert len(ids) == len(set(ids)) == 2 * 48
+    assert sum(i.endswith("|view1") for i in ids) == 48
+
+
+def test_augmented_views_are_reproducible_and_differ_from_the_image(grouped_manifest):
+    from artstyle.config import TrainConfig
+    from artstyle.engine.probe import ViewDataset
+    from artstyle.engine.transforms import create_view_augmentation
+    from artstyle.models import ModelSpec
+
+    frame = pd.read_csv(grouped_manifest).head(8)
+    spec = ModelSpec(backbone="x", arch="x", classes=sorted(frame["label"].unique()), image_size=64)
+    augment = create_view_augmentation(TrainConfig())
+    clean = ViewDataset(frame.assign(view=0), spec, augment)
+    first, again = ViewDataset(frame.assign(view=1), spec, augment), ViewDataset(frame.assign(view=1), spec, augment)
+    changed = 0
+    for i in range(len(frame)):
+        assert np.array_equal(first[i][0].numpy(), again[i][0].numpy())  # same path and view: same pixels
+        changed += not np.array_equal(first[i][0].numpy(), clean[i][0].numpy())
+    assert changed >= 4
 
 
 def test_crossval_refuses_more_folds_than_a_class_has_groups(grouped_manifest, tmp_path):

@@ -42,6 +42,8 @@ class TrainConfig:
     lr: float = opt(1e-3, "initial learning rate")
     feature_cache: str = opt("", "probe/crossval: folder of frozen features kept per image, shared between runs "
                                  "(default: inside the run directory)")
+    probe_views: int = opt(0, "probe/crossval: extra views of each training image with the anti-shortcut "
+                              "augmentations (borders, rescaling, JPEG, grayscale), their features cached too")
     probe_c: float = opt(0.0, "probe: inverse L2 strength C of the logistic head; 0 = choose it on the val split")
     weight_decay: float = opt(0.01, "decoupled weight decay (AdamW)")
     label_smoothing: float = opt(0.1, "label smoothing of the training loss")

@@ -85,23 +85,29 @@ def probe_fold_logits(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold: np
     import torch
 
     from ..models import create_model
-    from .probe import cached_features, fit_head, sample_weights
+    from .probe import cached_features, fit_head, sample_weights, with_views
+    from .transforms import create_view_augmentation
 
     model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
                                image_size=cfg.image_size, drop_rate=cfg.drop_rate, head=cfg.head)
     device = torch.device("cuda" if cfg.device == "auto" and torch.cuda.is_available()
                           else ("cpu" if cfg.device == "auto" else cfg.device))
     cache = Path(cfg.feature_cache) if cfg.feature_cache else out / "features"
-    features = cached_features(cache, model.to(device), spec, {"all": frame}, device, cfg.workers)["all"]
-    targets = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    # Every image once as evaluated, then its augmented views (training rows only use those).
+    views = with_views(frame, cfg.probe_views)
+    features = cached_features(cache, model.to(device), spec, {"all": views}, device, cfg.workers,
+                               augment=create_view_augmentation(cfg))["all"]
+    targets = views["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    view_fold = np.tile(fold, cfg.probe_views + 1)
+    clean = (views["view"] == 0).to_numpy()
     c = cfg.probe_c if cfg.probe_c > 0 else 0.1  # no val split inside a fold: a fixed, documented C
     logits = np.zeros((len(frame), len(classes)))
     for k in range(fold.max() + 1):
-        train, held = fold != k, fold == k
-        head = fit_head(features[train], targets[train], c, sample_weights(frame[train], cfg.balance))
-        logits[held] = logits_from_probs(head.predict_proba(features[held]))
+        train, held = view_fold != k, clean & (view_fold == k)
+        head = fit_head(features[train], targets[train], c, sample_weights(views[train], cfg.balance))
+        logits[fold == k] = logits_from_probs(head.predict_proba(features[held]))
         log.info(f"fold {k}: {int(held.sum())} held-out images, accuracy "
-                 f"{(logits[held].argmax(1) == targets[held]).mean():.4f}")
+                 f"{(logits[fold == k].argmax(1) == targets[held]).mean():.4f}")
     return logits
 
 

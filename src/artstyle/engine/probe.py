@@ -10,6 +10,7 @@ checkpoint: the backbone plus a linear head holding the fitted coefficients."""
 from __future__ import annotations
 
 import logging
+import random
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import numpy as np
 import pandas as pd
 import torch
 from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
 
 from ..config import TrainConfig
 from ..errors import ArtstyleError
@@ -25,7 +27,7 @@ from . import checkpoint as ckpt
 from .calibration import fit_temperature, logits_from_probs
 from .data import build_loader, default_workers, image_dataset
 from .plots import save_history_and_curves
-from .transforms import create_eval_transform
+from .transforms import create_eval_transform, create_view_augmentation
 
 log = logging.getLogger("artstyle")
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
@@ -39,15 +41,42 @@ def raw_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
     return model.forward_head(model.forward_features(images), pre_logits=True).float()
 
 
+class ViewDataset(Dataset):
+    """Rows with a ``view``: 0 is the image as evaluated; k > 0 a reproducible augmented copy
+    (``create_view_augmentation``, seeded by the path and k, so a cached feature can always be
+    recomputed to the same value), then the evaluation preprocessing."""
+
+    def __init__(self, frame: pd.DataFrame, spec, augment=None):
+        self.images = image_dataset(frame, spec, transform=lambda img: img)
+        self.views = frame["view"].tolist() if "view" in frame else [0] * len(frame)
+        self.augment, self.finish = augment, create_eval_transform(spec)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        img, target = self.images[i]
+        if self.views[i]:
+            state = random.getstate()
+            random.seed(f"{self.images.paths[i]}|view{self.views[i]}")
+            img = self.augment(img)
+            random.setstate(state)
+        return self.finish(img), target
+
+
+def feature_id(path: str, view: int = 0) -> str:
+    return path if not view else f"{path}|view{view}"
+
+
 @torch.inference_mode()
 def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int = -1,
-                     batch_size: int = 64, desc: str = "features") -> np.ndarray:
-    """Features of every image of ``frame``, in order (evaluation preprocessing)."""
+                     batch_size: int = 64, desc: str = "features", augment=None) -> np.ndarray:
+    """Features of every image (and ``view``) of ``frame``, in order."""
     from tqdm import tqdm
 
     from .loop import to_device
 
-    dataset = image_dataset(frame, spec, create_eval_transform(spec))
+    dataset = ViewDataset(frame, spec, augment)
     loader = build_loader(dataset, batch_size=batch_size, train=False,
                           workers=default_workers(workers, device.type), seed=0)
     model.eval().to(memory_format=torch.channels_last)  # ~2x faster on CPU
@@ -67,10 +96,17 @@ def feature_key(spec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame], device, workers: int) -> dict:
-    """``{name: features}`` for each frame. Features are kept per image path in
-    ``cache_dir/<feature_key>.safetensors`` (+ ``.paths.json``), so a cross-validation and the final
-    training run on the same images compute them once; only images not cached yet are computed."""
+def ids_of(frame: pd.DataFrame) -> pd.Series:
+    views = frame["view"] if "view" in frame else pd.Series(0, index=frame.index)
+    return pd.Series([feature_id(p, v) for p, v in zip(frame["path"].astype(str), views)], index=frame.index)
+
+
+def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame], device, workers: int,
+                    augment=None) -> dict:
+    """``{name: features}`` for each frame (rows with a ``view`` > 0 are augmented copies, made
+    by ``augment``). Features are kept per image and view in ``cache_dir/<feature_key>.safetensors``
+    (+ ``.paths.json``), so a cross-validation and the final training run on the same images
+    compute them once; only what is not cached yet is computed."""
     import json
 
     stem = Path(cache_dir) / feature_key(spec)
@@ -79,17 +115,23 @@ def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame
     if weights_path.is_file() and paths_path.is_file():
         cached, paths = load_file(str(weights_path))["features"].numpy(), json.loads(paths_path.read_text())
     row = {p: i for i, p in enumerate(paths)}
-    wanted = pd.concat(frames.values())["path"].astype(str).drop_duplicates()
-    missing = wanted[~wanted.isin(row)]
-    if len(missing):
-        todo = pd.DataFrame({"path": missing.to_numpy(), "label": spec.classes[0]})
-        fresh = extract_features(model, todo, spec, device, workers=workers, desc="features")
+    ids = {name: ids_of(frame) for name, frame in frames.items()}
+    todo = pd.concat([frame.assign(id=ids[name]) for name, frame in frames.items()]).drop_duplicates("id")
+    todo = todo[~todo["id"].isin(row)]
+    if len(todo):
+        todo = todo.assign(label=spec.classes[0])  # labels play no part in features
+        fresh = extract_features(model, todo, spec, device, workers=workers, desc="features", augment=augment)
         cached = np.concatenate([cached, fresh]) if len(cached) else fresh
-        row |= {p: len(paths) + i for i, p in enumerate(missing)}
-        paths = paths + missing.tolist()
+        row |= {p: len(paths) + i for i, p in enumerate(todo["id"])}
+        paths = paths + todo["id"].tolist()
         ckpt.atomic_write(weights_path, lambda tmp: save_file({"features": torch.from_numpy(cached)}, tmp))
         ckpt.atomic_write(paths_path, lambda tmp: Path(tmp).write_text(json.dumps(paths)))
-    return {name: cached[frame["path"].astype(str).map(row).to_numpy()] for name, frame in frames.items()}
+    return {name: cached[ids[name].map(row).to_numpy()] for name in frames}
+
+
+def with_views(frame: pd.DataFrame, views: int) -> pd.DataFrame:
+    """``frame`` followed by ``views`` augmented copies of every row (column ``view``)."""
+    return pd.concat([frame.assign(view=v) for v in range(views + 1)], ignore_index=True)
 
 
 def group_weights(frame: pd.DataFrame) -> np.ndarray:
@@ -169,9 +211,9 @@ def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> d
     if spec.hidden:
         raise ArtstyleError("--mode probe fits a linear head; drop --hidden")
     tick = time.perf_counter()
-    parts = {name: frames[name] for name in ("train", "val")}
+    parts = {"train": with_views(frames["train"], cfg.probe_views), "val": frames["val"]}
     features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,
-                               parts, device, cfg.workers)
+                               parts, device, cfg.workers, augment=create_view_augmentation(cfg))
     index = {c: i for i, c in enumerate(spec.classes)}
     targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
     log.info(f"features: {len(features['train'])} train, {len(features['val'])} val, "

@@ -66,6 +66,24 @@ class RandomBorder:
         return ImageOps.expand(img, border=tuple(pads), fill=colour)
 
 
+class RandomGrayscale:
+    """Drop the colour: black-and-white photos, manga and line art exist in every class."""
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        return img.convert("L").convert("RGB") if random.random() < self.p else img
+
+
+def create_view_augmentation(cfg: TrainConfig):
+    """The anti-shortcut augmentations alone (no crops or colour jitter): what probe mode adds as
+    extra views of each training image, so a frozen backbone's head cannot key on framing,
+    resolution, compression or colour either."""
+    return Compose(RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p),
+                   RandomGrayscale(max(cfg.grayscale_p, 0.3)))
+
+
 class Compose:
     def __init__(self, *steps):
         self.steps = [s for s in steps if s is not None]
