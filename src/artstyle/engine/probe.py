@@ -48,7 +48,7 @@ class ViewDataset(Dataset):
 
     def __init__(self, frame: pd.DataFrame, spec, augment=None):
         self.images = image_dataset(frame, spec, transform=lambda img: img)
-        self.views = frame["view"].tolist() if "view" in frame else [0] * len(frame)
+        self.views = views_of(frame).tolist()
         self.augment, self.finish = augment, create_eval_transform(spec)
 
     def __len__(self) -> int:
@@ -96,9 +96,15 @@ def feature_key(spec) -> str:
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def ids_of(frame: pd.DataFrame) -> pd.Series:
+def views_of(frame: pd.DataFrame) -> pd.Series:
+    """The ``view`` of each row, 0 (the image itself) where the frame has none."""
     views = frame["view"] if "view" in frame else pd.Series(0, index=frame.index)
-    return pd.Series([feature_id(p, v) for p, v in zip(frame["path"].astype(str), views)], index=frame.index)
+    return views.fillna(0).astype(int)
+
+
+def ids_of(frame: pd.DataFrame) -> pd.Series:
+    return pd.Series([feature_id(p, v) for p, v in zip(frame["path"].astype(str), views_of(frame))],
+                     index=frame.index)
 
 
 def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame], device, workers: int,
@@ -116,7 +122,8 @@ def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame
         cached, paths = load_file(str(weights_path))["features"].numpy(), json.loads(paths_path.read_text())
     row = {p: i for i, p in enumerate(paths)}
     ids = {name: ids_of(frame) for name, frame in frames.items()}
-    todo = pd.concat([frame.assign(id=ids[name]) for name, frame in frames.items()]).drop_duplicates("id")
+    todo = pd.concat([frame.assign(id=ids[name], view=views_of(frame)) for name, frame in frames.items()],
+                     ignore_index=True).drop_duplicates("id")
     todo = todo[~todo["id"].isin(row)]
     if len(todo):
         todo = todo.assign(label=spec.classes[0])  # labels play no part in features
