@@ -64,8 +64,10 @@ class ViewDataset(Dataset):
         return self.finish(img), target
 
 
-def feature_id(path: str, view: int = 0) -> str:
-    return path if not view else f"{path}|view{view}"
+def feature_id(path: str, view: int = 0, augment_key: str = "") -> str:
+    """The cache's name for a feature row: the path, and for an augmented view the augmentation
+    settings and the view number."""
+    return path if not view else f"{path}|{augment_key}|view{view}"
 
 
 @torch.inference_mode()
@@ -102,8 +104,8 @@ def views_of(frame: pd.DataFrame) -> pd.Series:
     return views.fillna(0).astype(int)
 
 
-def ids_of(frame: pd.DataFrame) -> pd.Series:
-    return pd.Series([feature_id(p, v) for p, v in zip(frame["path"].astype(str), views_of(frame))],
+def ids_of(frame: pd.DataFrame, augment_key: str = "") -> pd.Series:
+    return pd.Series([feature_id(p, v, augment_key) for p, v in zip(frame["path"].astype(str), views_of(frame))],
                      index=frame.index)
 
 
@@ -121,7 +123,7 @@ def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame
     if weights_path.is_file() and paths_path.is_file():
         cached, paths = load_file(str(weights_path))["features"].numpy(), json.loads(paths_path.read_text())
     row = {p: i for i, p in enumerate(paths)}
-    ids = {name: ids_of(frame) for name, frame in frames.items()}
+    ids = {name: ids_of(frame, getattr(augment, "key", "")) for name, frame in frames.items()}
     todo = pd.concat([frame.assign(id=ids[name], view=views_of(frame)) for name, frame in frames.items()],
                      ignore_index=True).drop_duplicates("id")
     todo = todo[~todo["id"].isin(row)]

@@ -79,9 +79,13 @@ class RandomGrayscale:
 def create_view_augmentation(cfg: TrainConfig):
     """The anti-shortcut augmentations alone (no crops or colour jitter): what probe mode adds as
     extra views of each training image, so a frozen backbone's head cannot key on framing,
-    resolution, compression or colour either."""
-    return Compose(RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p),
-                   RandomGrayscale(max(cfg.grayscale_p, 0.3)))
+    resolution, compression or colour either. Its ``key`` names the settings, so that cached
+    features of augmented views are never reused under other settings."""
+    gray = max(cfg.grayscale_p, 0.3)
+    augment = Compose(RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p),
+                      RandomGrayscale(gray))
+    augment.key = f"border{cfg.border_p}-rescale{cfg.rescale_p}-jpeg{cfg.jpeg_p}-gray{gray}"
+    return augment
 
 
 class Compose:
