@@ -32,7 +32,7 @@ import pandas as pd
 from ..config import TrainConfig
 from ..errors import ArtstyleError
 from .calibration import calibrated_probs, fit_temperature, logits_from_probs
-from .metrics import calibration_bins
+from .metrics import calibration_bins, group_accuracy, group_summary
 
 log = logging.getLogger("artstyle")
 
@@ -134,22 +134,13 @@ def finetune_fold_logits(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold:
 
 # ----------------------------------------------------------------------------- metrics
 
-def group_table(frame: pd.DataFrame, correct: np.ndarray, fold: np.ndarray) -> pd.DataFrame:
-    table = pd.DataFrame({"group": frame["group"].where(frame["group"] != "", "(none)"),
-                          "label": frame["label"], "correct": correct, "fold": fold})
-    return table.groupby("group").agg(
-        n=("correct", "size"), accuracy=("correct", "mean"),
-        classes=("label", lambda s: ",".join(sorted(set(s)))), fold=("fold", "min"),
-    ).sort_values("accuracy")
-
-
 def grouped_metrics(frame: pd.DataFrame, logits: np.ndarray, fold: np.ndarray, classes: list[str]) -> dict:
     """Pooled, per-group, per-fold and calibration figures from out-of-fold logits."""
     targets = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     temperature = fit_temperature(logits, targets)
     raw, calibrated = calibrated_probs(logits), calibrated_probs(logits, temperature)
     correct = raw.argmax(1) == targets
-    groups = group_table(frame, correct, fold)
+    groups = group_accuracy(frame, correct, fold=fold)
     ece_before, _ = calibration_bins(raw, targets)
     ece, bins = calibration_bins(calibrated, targets)
     per_class = {c: float(correct[targets == i].mean()) for i, c in enumerate(classes) if (targets == i).any()}
@@ -157,9 +148,7 @@ def grouped_metrics(frame: pd.DataFrame, logits: np.ndarray, fold: np.ndarray, c
         "n": int(len(frame)),
         "folds": int(fold.max() + 1),
         "mean_accuracy": float(correct.mean()),
-        "group_mean_accuracy": float(groups["accuracy"].mean()),
-        "worst_group_accuracy": float(groups["accuracy"].iloc[0]),
-        "worst_group": str(groups.index[0]),
+        **group_summary(groups),
         "groups_below_0.9": [str(g) for g in groups.index[groups["accuracy"] < 0.9]],
         "per_class_recall": per_class,
         "temperature": temperature,

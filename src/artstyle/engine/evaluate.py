@@ -15,7 +15,7 @@ from ..errors import ArtstyleError
 from . import checkpoint as ckpt
 from .data import build_loader, default_workers, image_dataset, is_split_dir
 from .loop import predict_probs
-from .metrics import classification_metrics
+from .metrics import classification_metrics, group_accuracy, group_summary
 from .plots import plot_confusion, plot_prediction_grid, plot_reliability
 from .transforms import create_eval_transform
 
@@ -139,14 +139,9 @@ def per_group_metrics(frame: pd.DataFrame, correct: np.ndarray) -> dict:
     """Accuracy of each group (source) when the data has a group column; {} otherwise."""
     if "group" not in frame or (frame["group"] == "").all():
         return {}
-    table = pd.DataFrame({"group": frame["group"].where(frame["group"] != "", "(none)"), "correct": correct})
-    groups = table.groupby("group")["correct"].agg(["size", "mean"]).sort_values("mean")
-    return {
-        "group_mean_accuracy": float(groups["mean"].mean()),
-        "worst_group_accuracy": float(groups["mean"].iloc[0]),
-        "worst_group": str(groups.index[0]),
-        "groups": {str(g): {"n": int(r["size"]), "accuracy": float(r["mean"])} for g, r in groups.iterrows()},
-    }
+    groups = group_accuracy(frame, correct)
+    return {**group_summary(groups),
+            "groups": {str(g): {"n": int(r.n), "accuracy": float(r.accuracy)} for g, r in groups.iterrows()}}
 
 
 def evaluate(model_or_run, data, output_dir, *, batch_size: int = 64, workers: int = -1,

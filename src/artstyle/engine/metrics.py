@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support, top_k_accuracy_score
 
 
@@ -41,4 +42,24 @@ def classification_metrics(probs: np.ndarray, targets: np.ndarray, classes: list
         },
         "confusion_matrix": confusion_matrix(targets, preds, labels=labels).tolist(),
         "calibration_bins": bins,
+    }
+
+
+def group_accuracy(frame: pd.DataFrame, correct: np.ndarray, **columns) -> pd.DataFrame:
+    """Accuracy per group (the frame's ``group`` column; '' reads "(none)"), worst first, with
+    each group's size and classes, plus the first value of any extra per-row ``columns``."""
+    table = pd.DataFrame({"group": frame["group"].where(frame["group"] != "", "(none)").to_numpy(),
+                          "label": frame["label"].to_numpy(), "correct": correct, **columns})
+    return table.groupby("group").agg(
+        n=("correct", "size"), accuracy=("correct", "mean"),
+        classes=("label", lambda s: ",".join(sorted(set(s)))), **{k: (k, "min") for k in columns},
+    ).sort_values("accuracy")
+
+
+def group_summary(groups: pd.DataFrame) -> dict:
+    """The figures a per-group table is read for: the mean over groups and the worst one."""
+    return {
+        "group_mean_accuracy": float(groups["accuracy"].mean()),
+        "worst_group_accuracy": float(groups["accuracy"].iloc[0]),
+        "worst_group": str(groups.index[0]),
     }
