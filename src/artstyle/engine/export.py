@@ -9,7 +9,6 @@ unless the parity check passes. Needs ``artstyle[train]`` (torch, timm, onnx, on
 from __future__ import annotations
 
 import contextlib
-import csv
 import hashlib
 import io
 import json
@@ -146,8 +145,9 @@ def find_parity_files(parity_images, meta: dict) -> list[Path]:
     files = []
     for root in roots:
         if (root / "train.csv").is_file():  # a split dir: its images are listed, not contained
-            with open(root / "train.csv", encoding="utf-8", newline="") as f:
-                files += sorted(Path(row["path"]) for row in csv.DictReader(f) if row.get("path"))
+            from ..data import read_manifest
+
+            files += sorted(Path(p) for p in read_manifest(root / "train.csv")["path"] if p)
         elif root.is_dir():
             files += sorted(Path(p) for p in walk_images(root))
         elif root.is_file():
