@@ -14,22 +14,22 @@ from pathlib import Path
 import pytest
 
 import artstyle
-from artstyle.infer.predictor import DEFAULT_MODEL
+from artstyle.infer.predictor import DEFAULT_MODEL, int8_path
 
 EXAMPLES = Path(__file__).parents[1] / "examples"
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 TEST_SPLIT = Path(__file__).parent / "data" / "default_test_split.csv"
-# Known weakness, kept visible: flat vector-drawn anime faces read as cartoon (their flat fills
-# and clean outlines look like the flat-vector cartoon sources). strict: the day the model gets
-# them right, this test fails and the xfail must go.
-FLAT_ANIME = pytest.mark.xfail(reason="flat vector-drawn anime faces are predicted cartoon", strict=True)
+# Known weakness, kept visible: a flat vector-drawn anime face reads as cartoon (flat fills and
+# clean outlines look like the flat-vector cartoon sources; the girl is anime by a thin margin,
+# 0.52 against 0.46). strict: the day the model gets it right, this test fails and the xfail must go.
+FLAT_ANIME = pytest.mark.xfail(reason="a flat vector-drawn anime face is predicted cartoon", strict=True)
 EXPECTED = [
     ("human_grace_hopper.jpg", "human"),
     ("human_astronaut.jpg", "human"),
     ("cartoon_kid.png", "cartoon"),
     ("cartoon_cat.png", "cartoon"),
     pytest.param("anime_boy.png", "anime", marks=FLAT_ANIME),
-    pytest.param("anime_girl.png", "anime", marks=FLAT_ANIME),
+    ("anime_girl.png", "anime"),
 ]
 
 
@@ -65,17 +65,33 @@ def test_model_card_matches_the_shipped_file():
     assert card["temperature"] == cv["temperature"] > 1
 
 
-def test_default_model_on_the_held_out_slice_of_the_real_data():
+def test_int8_is_the_default_and_as_accurate_as_fp32():
+    """`predict` runs the int8 model only because it is as accurate: on the held-out slice, no
+    more than 0.3 points below its fp32 model (the shipping rule; the card records both)."""
+    int8 = int8_path(DEFAULT_MODEL)
+    card, fp32_card = json.loads(int8.with_suffix(".json").read_text()), json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    assert hashlib.sha256(int8.read_bytes()).hexdigest() == card["onnx_sha256"]
+    assert artstyle.load().precision == "int8" and artstyle.load(precision="fp32").precision == "fp32"
+    q = card["quantization"]
+    assert q["fp32_onnx_sha256"] == fp32_card["onnx_sha256"]  # the pair was exported together
+    assert q["head"]["refit_on_int8_features"] and q["holdout_images"] == fp32_card["test_metrics"]["n"]
+    assert card["test_metrics"]["accuracy"] >= fp32_card["test_metrics"]["accuracy"] - 0.003
+    assert card["temperature"] == fp32_card["temperature"] and card["crossval"] == fp32_card["crossval"]
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_default_model_on_the_held_out_slice_of_the_real_data(precision):
     """In-distribution accuracy, recomputed on the images the recipe held out (sources seen in
-    training): the card's own figure must be what the shipped file really does."""
+    training): each card's own figure must be what its shipped file really does."""
     import pandas as pd
 
     if not (SHARED / "artstyle-v2").is_dir():
         pytest.skip(f"real data not present at {SHARED / 'artstyle-v2'}")
     test = pd.read_csv(TEST_SPLIT)
-    predictions = artstyle.load().predict([str(SHARED / p) for p in test["path"]])
+    classifier = artstyle.load(precision=precision)
+    predictions = classifier.predict([str(SHARED / p) for p in test["path"]])
     correct = sum(p.label == label for p, label in zip(predictions, test["label"]))
-    card = json.loads(DEFAULT_MODEL.with_suffix(".json").read_text())
+    card = classifier.card
     assert len(test) == card["test_metrics"]["n"] == 1124
-    assert correct / len(test) == pytest.approx(card["test_metrics"]["accuracy"], abs=1e-9)
+    assert correct / len(test) == pytest.approx(card["test_metrics"]["accuracy"], abs=1e-4)
     assert correct / len(test) >= 0.97

@@ -53,6 +53,16 @@ def test_card_records_model_preprocessing_and_provenance(exported):
     assert set(parity["images"]) <= {p.name for p in exported.images}
 
 
+def test_exported_file_carries_no_local_paths(exported):
+    """The exporter's per-node stack traces name this machine's files; a shipped model must not
+    (and its sha256 must not change when an unrelated line of the exporting code moves)."""
+    import onnx
+
+    data = exported.onnx.read_bytes()
+    assert str(exported.run).encode() not in data and b"site-packages" not in data and b".py\"" not in data
+    assert not any(node.metadata_props or node.doc_string for node in onnx.load(str(exported.onnx)).graph.node)
+
+
 def test_batch_dimension_is_dynamic(exported):
     session = ort.InferenceSession(str(exported.onnx), providers=["CPUExecutionProvider"])
     assert isinstance(session.get_inputs()[0].shape[0], str)

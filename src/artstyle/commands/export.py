@@ -51,6 +51,9 @@ def register(sub) -> None:
                    help=f"held-out images compared (default {DEFAULT_HOLDOUT_SIZE})")
     q.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
                    help=f"smallest top-1 agreement with fp32 to accept (default {DEFAULT_MIN_AGREEMENT})")
+    q.add_argument("--no-head-refit", dest="head_refit", action="store_false",
+                   help="keep a probe run's fp32-fitted head (default: refit it on the int8 trunk's features "
+                        "of the run's training split, which keeps fp32's accuracy)")
     p.set_defaults(func=run)
 
 
@@ -91,10 +94,14 @@ def write_int8(args) -> None:
 
     settings = QuantSettings(method=args.calibration_method, calibration_size=args.calibration_size)
     card = quantize_model(args.output, args.run, calibration=args.calibration, holdout=args.holdout,
-                          settings=settings, holdout_size=args.holdout_size, min_agreement=args.min_agreement)
+                          settings=settings, holdout_size=args.holdout_size, min_agreement=args.min_agreement,
+                          refit=args.head_refit)
     q = card["quantization"]
     accuracy = (f"; accuracy fp32 {q['accuracy_fp32']:.2%} -> int8 {q['accuracy_int8']:.2%}"
                 if "accuracy_int8" in q else "")
     print(f"wrote {int8_path(args.output)} ({card['onnx_bytes'] / 1e6:.1f} MB): {q['calibration_method']} "
           f"calibration on {q['calibration_images']} images; vs fp32 on {q['holdout_images']} held-out images: "
           f"top-1 agreement {q['top1_agreement']:.2%}, max |dp| = {q['max_prob_diff']:.3f}{accuracy}")
+    if q["head"]["refit_on_int8_features"]:
+        print(f"head refitted on the int8 trunk's features of {q['head']['train_rows']} training rows "
+              f"(C {q['head']['C']}, val accuracy {q['head']['val_acc']:.2%})")

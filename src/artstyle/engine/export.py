@@ -132,7 +132,23 @@ def write_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int) 
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
         )
         program.save(str(path), external_data=False)
+    strip_provenance(path)
 
+
+def strip_provenance(path: Path) -> None:
+    """Drop what the exporter records about the exporting machine: each node's Python stack
+    trace (local file paths and line numbers), FX node text and doc strings. They make no
+    difference to the model, but would leak paths into a shipped file and change its sha256
+    with every edit of an unrelated line, so the recipe could not reproduce it byte for byte."""
+    import onnx
+
+    model = onnx.load(str(path))
+    graphs = [model.graph] + [f for f in model.functions]
+    for graph in graphs:
+        for node in graph.node:
+            del node.metadata_props[:]
+            node.doc_string = ""
+    onnx.save(model, str(path))
 
 
 def find_parity_files(parity_images, meta: dict) -> list[Path]:
