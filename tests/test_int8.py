@@ -252,15 +252,15 @@ def test_calibration_folder_without_a_split_holds_out_the_rest(exported, shared_
     assert set(held.labels) == {"anime", "cartoon", "human"}  # class folders give the accuracy check labels
 
 
-@pytest.fixture(scope="module")
-def style_probe_int8(shared_subset, tmp_path_factory):
-    """A real style-head probe run (frozen Lite0, 48 px, one augmented view per image) exported
-    with --int8 through the CLI, once with the head refitted on the int8 trunk (the default) and
-    once with --no-head-refit."""
+@pytest.fixture(scope="module", params=["style", "pooled"])
+def probe_int8(request, shared_subset, tmp_path_factory):
+    """A real probe run (frozen Lite0, 48 px, one augmented view per image; the style head and the
+    usual pooled one) exported with --int8 through the CLI, once with the head refitted on the
+    int8 trunk (the default) and once with --no-head-refit."""
     from artstyle.engine.trainer import train
 
-    root = tmp_path_factory.mktemp("style-int8")
-    result = train(data=str(shared_subset), output=str(root / "run"), mode="probe", head="style",
+    root = tmp_path_factory.mktemp(f"{request.param}-int8")
+    result = train(data=str(shared_subset), output=str(root / "run"), mode="probe", head=request.param,
                    balance="groups", probe_views=1, image_size=48, workers=0, batch_size=16)
     models = {}
     for name, extra in (("refit", []), ("plain", ["--no-head-refit"])):
@@ -276,10 +276,10 @@ def head_of(path) -> dict:
     from onnx import numpy_helper
 
     return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
-            if i.name.endswith(("feature_mean", "feature_std", "classifier.weight", "classifier.bias"))}
+            if i.name in ("model.feature_mean", "model.feature_std", "model.classifier.weight", "model.classifier.bias")}
 
 
-def test_int8_export_refits_a_probe_head_on_the_int8_trunk(style_probe_int8):
+def test_int8_export_refits_a_probe_head_on_the_int8_trunk(probe_int8):
     """The int8 graph's head is the run's recipe fitted on what the int8 trunk computes: its
     probabilities on the test split are that scikit-learn head's on the int8 features."""
     from artstyle.engine.probe import choose_head, sample_weights, with_views
@@ -288,7 +288,7 @@ def test_int8_export_refits_a_probe_head_on_the_int8_trunk(style_probe_int8):
     from artstyle.engine.data import read_split_dir
     from artstyle.engine.transforms import create_view_augmentation
 
-    run, models = style_probe_int8
+    run, models = probe_int8
     int8 = models["refit"].with_name("model.int8.onnx")
     card = json.loads(int8.with_suffix(".json").read_text())
     head = card["quantization"]["head"]
@@ -297,10 +297,10 @@ def test_int8_export_refits_a_probe_head_on_the_int8_trunk(style_probe_int8):
     assert card["test_metrics"]["n"] == len(frames["test"])
 
     fp32_head, int8_head = head_of(models["refit"]), head_of(int8)
-    assert fp32_head.keys() == int8_head.keys() and len(int8_head) == 4
+    _, spec, meta = load_model(run)
+    assert fp32_head.keys() == int8_head.keys() and len(int8_head) == (4 if spec.head == "style" else 2)
     assert not np.allclose(fp32_head["model.classifier.weight"], int8_head["model.classifier.weight"])
     # An independent fit of the same recipe on the int8 graph's features ...
-    _, spec, meta = load_model(run)
     cfg = probe_config(meta)
     session, augment = feature_session(int8), create_view_augmentation(cfg)
     parts = {"train": with_views(frames["train"], 1), "val": frames["val"]}
@@ -316,8 +316,8 @@ def test_int8_export_refits_a_probe_head_on_the_int8_trunk(style_probe_int8):
     np.testing.assert_allclose(got, expected, atol=1e-4)
 
 
-def test_no_head_refit_keeps_the_fp32_head(style_probe_int8):
-    _, models = style_probe_int8
+def test_no_head_refit_keeps_the_fp32_head(probe_int8):
+    _, models = probe_int8
     card = json.loads(models["plain"].with_name("model.int8.json").read_text())
     assert card["quantization"]["head"] == {"refit_on_int8_features": False}
     kept, fp32 = head_of(models["plain"].with_name("model.int8.onnx")), head_of(models["plain"])

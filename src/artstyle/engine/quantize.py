@@ -283,25 +283,26 @@ def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: 
 # ----------------------------------------------------------------------------- the head, refitted
 
 
-def feature_tensor(graph) -> str:
+def feature_tensor(graph, classifier: str = "model.classifier") -> str:
     """The name of the tensor the linear head reads: the standardisation's input for a style
-    head, else the classifier's (a pooled embedding)."""
+    head, else the input of the layer whose weight is ``classifier``.weight (a pooled embedding)."""
     for node in graph.node:
         if node.op_type == "Sub" and any(i.endswith("feature_mean") for i in node.input):
             return next(i for i in node.input if not i.endswith("feature_mean"))
     for node in graph.node:
-        if node.op_type in ("Gemm", "MatMul") and any(i.endswith("classifier.weight") for i in node.input):
+        if node.op_type in ("Gemm", "MatMul") and f"{classifier}.weight" in node.input:
             return node.input[0]
-    raise ArtstyleError("cannot find the linear head in the model graph (no classifier.weight)")
+    raise ArtstyleError(f"cannot find the linear head in the model graph (no {classifier}.weight)")
 
 
-def feature_session(model_path: Path):
+def feature_session(model_path: Path, classifier: str = "model.classifier"):
     """ONNX Runtime session on ``model_path`` whose outputs are (probabilities, head input)."""
     import onnx
     import onnxruntime as ort
 
     model = onnx.load(str(model_path))
-    model.graph.output.append(onnx.helper.make_tensor_value_info(feature_tensor(model.graph), onnx.TensorProto.FLOAT, None))
+    features = feature_tensor(model.graph, classifier)
+    model.graph.output.append(onnx.helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
     options = ort.SessionOptions()
     options.log_severity_level = 3
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
@@ -347,22 +348,23 @@ def refit_head(int8_model: Path, weights: Path, split_dir: Path) -> dict | None:
     if cfg is None:
         return None
     tick = time.perf_counter()
+    # The ONNX graph keeps the PyTorch names, under ProbabilityModel's ``model.``.
+    classifier = "model." + next(n for n, m in model.named_modules() if m is model.get_classifier())
+    head_params = {f"{classifier}.weight", f"{classifier}.bias", "model.feature_mean", "model.feature_std"}
     frames = read_split_dir(split_dir)
     parts = {"train": with_views(frames["train"], cfg.probe_views), "val": frames["val"]}
-    session, augment = feature_session(int8_model), create_view_augmentation(cfg)
+    session, augment = feature_session(int8_model, classifier), create_view_augmentation(cfg)
     features = {name: trunk_features(session, frame, spec, augment, cfg.workers) for name, frame in parts.items()}
     index = {c: i for i, c in enumerate(spec.classes)}
     targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
     head, best, _ = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance), spec.classes)
     write_head(model, head)
 
-    # The head's parameters keep their PyTorch names in the graph (ProbabilityModel.model.*).
     state = {f"model.{k}": v for k, v in model.state_dict().items()}
     graph_model = onnx.load(str(int8_model))
     replaced = 0
     for init in graph_model.graph.initializer:
-        if init.name in state and (init.name.endswith(("feature_mean", "feature_std", "classifier.weight",
-                                                        "classifier.bias"))):
+        if init.name in head_params and init.name in state:
             init.CopyFrom(numpy_helper.from_array(state[init.name].numpy().astype(np.float32), init.name))
             replaced += 1
     if replaced < 2:
