@@ -79,17 +79,18 @@ def held_out_groups(cfg: TrainConfig, frame: pd.DataFrame, views: pd.DataFrame, 
     targets = views["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
     view_fold = np.tile(fold, cfg.probe_views + 1)
     clean = (views["view"] == 0).to_numpy()
+    c = cfg.probe_c if cfg.probe_c > 0 else 0.1  # as crossval: no val split inside a fold
     names = ("fp32", "fp32, C x1.25", "int8, fp32 heads", "int8, refitted heads")
     predicted = {name: np.zeros(len(frame), int) for name in names}
     for k in range(fold.max() + 1):
         train, held = view_fold != k, clean & (view_fold == k)
         weights = sample_weights(views[train], cfg.balance)
-        fp32_head = fit_head(fp32[train], targets[train], cfg.probe_c, weights)
-        int8_head = fit_head(int8[train], targets[train], cfg.probe_c, weights)
+        fp32_head = fit_head(fp32[train], targets[train], c, weights)
+        int8_head = fit_head(int8[train], targets[train], c, weights)
         predicted["fp32"][fold == k] = fp32_head.predict_proba(fp32[held]).argmax(1)
         # An fp32 head as good as the first, fitted a little differently: how much per-group
         # accuracy moves when only the head changes, the yardstick for the int8 refit's swings.
-        other = fit_head(fp32[train], targets[train], cfg.probe_c * 1.25, weights)
+        other = fit_head(fp32[train], targets[train], c * 1.25, weights)
         predicted["fp32, C x1.25"][fold == k] = other.predict_proba(fp32[held]).argmax(1)
         predicted["int8, fp32 heads"][fold == k] = fp32_head.predict_proba(int8[held]).argmax(1)
         predicted["int8, refitted heads"][fold == k] = int8_head.predict_proba(int8[held]).argmax(1)

@@ -53,6 +53,27 @@ def test_card_records_model_preprocessing_and_provenance(exported):
     assert set(parity["images"]) <= {p.name for p in exported.images}
 
 
+def test_a_new_export_removes_an_int8_model_made_from_the_old_one(exported, tmp_path, monkeypatch, caplog):
+    fast_export(monkeypatch, exported)
+    out = tmp_path / "model.onnx"
+    export_onnx(exported.run, out, parity_images=exported.images)
+    stale, kept = tmp_path / "model.int8.onnx", {"quantization": {"fp32_onnx_sha256": "0" * 64}}
+    shutil.copyfile(out, stale)
+    stale.with_suffix(".json").write_text(json.dumps(kept))
+    export_onnx(exported.run, out, parity_images=exported.images)  # a model made from another fp32 one
+    assert not stale.exists() and not stale.with_suffix(".json").exists()
+    assert "removed" in caplog.text and "--int8" in caplog.text
+    # One made from this very file stays.
+    shutil.copyfile(out, stale)
+    stale.with_suffix(".json").write_text(json.dumps({"quantization": {"fp32_onnx_sha256": sha(out)}}))
+    export_onnx(exported.run, out, parity_images=exported.images)
+    assert stale.exists()
+
+
+def sha(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
 def test_exported_file_carries_no_local_paths(exported):
     """The exporter's per-node stack traces name this machine's files; a shipped model must not
     (and its sha256 must not change when an unrelated line of the exporting code moves)."""

@@ -196,3 +196,15 @@ def test_joins_a_separately_started_cluster_with_address(mixed_folder, tmp_path)
             os.killpg(head.pid, signal.SIGKILL)
             head.wait()
         shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_the_cluster_gets_the_precision_asked_for():
+    """`--engine ray` ships the same file the local engine would load: the int8 default unless
+    --precision fp32 (the model bytes are what the actors run)."""
+    from artstyle.infer.predictor import DEFAULT_MODEL, int8_path
+    from artstyle.ray import pack_model
+
+    assert pack_model(None)["name"] == "default.int8.onnx"
+    fp32 = pack_model(None, "fp32")
+    assert fp32["name"] == "default.onnx" and fp32["bytes"] == DEFAULT_MODEL.read_bytes()
+    assert pack_model(None, "int8")["bytes"] == int8_path(DEFAULT_MODEL).read_bytes()

@@ -230,6 +230,18 @@ def test_explain_adds_a_heatmap_png(client, exported):
         assert heatmap.format == "PNG" and heatmap.size == (256, 256) and heatmap.mode == "RGB"
 
 
+def test_the_default_int8_model_is_explained_with_its_fp32_weights():
+    """The shipped default is int8; Grad-CAM runs on the PyTorch weights of the fp32 model it
+    was made from (default.safetensors), so explanations work out of the box."""
+    photo = Path(__file__).parents[1] / "examples" / "human_astronaut.jpg"
+    with TestClient(create_app(ServeSettings(threads=1))) as c:
+        health = c.get("/healthz").json()
+        assert health["model"] == "default.int8.onnx" and health["explain"]["available"] is True
+        body = c.post("/v1/predict?explain=true", files=multipart(photo)).json()
+    assert body["explain"] == {"available": True, "detail": None}
+    assert body["results"][0]["label"] == "human" and body["results"][0]["heatmap_png"]
+
+
 def test_explain_unavailable_says_why(exported, classifier, tmp_path, monkeypatch):
     onnx_only = copy_model(exported, tmp_path / "onnx-only")  # no .safetensors beside it
     with TestClient(create_app(ServeSettings(model=str(onnx_only)))) as c:

@@ -119,9 +119,9 @@ def read_manifest(path: str) -> ray.data.Dataset:
 # ------------------------------------------------------------------------------ model
 
 
-def pack_model(model: str | os.PathLike | None) -> dict:
+def pack_model(model: str | os.PathLike | None, precision: str = "auto") -> dict:
     """The model file and its card, read once on the driver, for ``ray.put``."""
-    path = resolve_model(model)
+    path = resolve_model(model, precision)
     card = read_card(path)
     return {"bytes": read_model_bytes(path), "card": card, "name": path.name}
 
@@ -208,7 +208,7 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
                     actors: int | tuple[int, int] = 1, batch_size: int = DEFAULT_BATCH_SIZE,
                     cpus_per_actor: float = 1.0, threads: int | None = None, decode_cpus: float = 1.0,
                     url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
-                    runtime_env: dict | None = None) -> ray.data.Dataset:
+                    runtime_env: dict | None = None, precision: str = "auto") -> ray.data.Dataset:
     """Classify every row of ``ds`` (a ``path`` column; optionally ``source``, what to open when
     it differs from the name to report) and return a lazy dataset of result rows:
     ``path, label, confidence, p_<class>..., error`` (the local ``predict`` CSV columns).
@@ -216,8 +216,9 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
     ``actors``: model replicas, or ``(min, max)`` to let Ray Data autoscale the pool;
     ``cpus_per_actor``: CPUs each reserves (fractions allowed), ``threads`` its ONNX Runtime
     threads (default: that many, at least 1); ``decode_cpus``: CPUs per decode task;
-    ``runtime_env``: for the actors (e.g. ``{"pip": ["artstyle[ray]"]}`` on a bare cluster)."""
-    model_data = pack_model(model)
+    ``runtime_env``: for the actors (e.g. ``{"pip": ["artstyle[ray]"]}`` on a bare cluster);
+    ``precision``: as for ``artstyle.load`` ("auto": the shipped model's int8 version)."""
+    model_data = pack_model(model, precision)
     card = model_data["card"]
     image_size, crop_pct = int(card["image_size"]), float(card.get("crop_pct", 1.0))
     model_ref = ray.put(model_data)  # fetched once per node's object store, not once per batch

@@ -195,6 +195,7 @@ def run_ray(args) -> int:
         args.inputs, args.output, args.model, progress=not args.no_progress and sys.stderr.isatty(),
         on_failure=report, actors=args.actors, batch_size=args.batch_size, cpus_per_actor=args.cpus_per_actor,
         threads=args.threads, url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
+        precision=args.precision,
     )
     if failures:
         more = f" ({failures - MAX_LISTED_FAILURES} not listed above)" if failures > MAX_LISTED_FAILURES else ""

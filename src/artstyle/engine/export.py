@@ -116,7 +116,26 @@ def export_onnx(
         if with_weights:
             shutil.copyfile(weights, output.with_suffix(".safetensors"))
         os.replace(tmp_onnx, output)
+    remove_stale_int8(output, card["onnx_sha256"])
     return card
+
+
+def remove_stale_int8(output: Path, sha256: str) -> None:
+    """An int8 model left beside ``output`` from an earlier export would be what precision "auto"
+    loads, answering for a model that is gone: remove it (``export --int8`` makes a new one)."""
+    from ..infer.predictor import int8_path
+
+    int8 = int8_path(output)
+    if not int8.is_file():
+        return
+    try:
+        made_from = json.loads(int8.with_suffix(".json").read_text(encoding="utf-8"))["quantization"]["fp32_onnx_sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        made_from = None
+    if made_from != sha256:
+        int8.unlink()
+        int8.with_suffix(".json").unlink(missing_ok=True)
+        log.warning(f"removed {int8}: it was made from an earlier {output.name}; re-export with --int8 for a new one")
 
 
 def write_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int) -> None:

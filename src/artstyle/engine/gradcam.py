@@ -15,7 +15,7 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from ..errors import ArtstyleError, ImageLoadError
-from ..infer.predictor import DEFAULT_MODEL, Prediction, load_any, make_prediction
+from ..infer.predictor import DEFAULT_MODEL, Prediction, fp32_path, load_any, make_prediction
 from ..preprocess import decode_size, resize_and_crop, to_array
 
 DISPLAY_SIZE = 256  # heatmaps are drawn at least this large, whatever the model's input size
@@ -31,7 +31,9 @@ def resolve_explain_weights(model) -> Path:
         raise ArtstyleError("no default model is installed; pass --model")
     path = DEFAULT_MODEL if model is None else Path(model)
     if path.suffix in (".onnx", ".json"):
-        weights = path.with_suffix(".safetensors")
+        # An int8 model is explained with the weights of the fp32 model it was made from (its
+        # trunk; the fp32 head), so on the rare image where the two disagree the label is fp32's.
+        weights = fp32_path(path.with_suffix(".onnx")).with_suffix(".safetensors")
         if not weights.is_file():
             which = "the installed default model ships no PyTorch weights" if model is None else (
                 f"{path.name} has no {weights.name} beside it (export with --with-weights)")

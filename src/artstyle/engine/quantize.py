@@ -292,7 +292,8 @@ def feature_tensor(graph, classifier: str = "model.classifier") -> str:
     for node in graph.node:
         if node.op_type in ("Gemm", "MatMul") and f"{classifier}.weight" in node.input:
             return node.input[0]
-    raise ArtstyleError(f"cannot find the linear head in the model graph (no {classifier}.weight)")
+    raise ArtstyleError(f"cannot find the linear head in the model graph (no {classifier}.weight); "
+                        f"use --no-head-refit")
 
 
 def feature_session(model_path: Path, classifier: str = "model.classifier"):
@@ -310,47 +311,83 @@ def feature_session(model_path: Path, classifier: str = "model.classifier"):
 
 def trunk_features(session, frame, spec, augment, workers: int) -> np.ndarray:
     """The head's input for every row of ``frame`` (augmented views included, exactly as the
-    probe computed them for fp32), from the quantised graph."""
-    import torch
-
+    probe computed them for fp32), from the quantised graph. An image that can no longer be read
+    (moved since training, say) raises ``ArtstyleError`` in one line."""
     from .data import build_loader, default_workers
     from .probe import ViewDataset
 
     loader = build_loader(ViewDataset(frame, spec, augment), batch_size=CALIBRATION_BATCH * 2, train=False,
                           workers=default_workers(workers, "cpu"), seed=0)
     name = session.get_inputs()[0].name
-    with torch.inference_mode():
+    try:
         return np.concatenate([session.run(None, {name: images.numpy()})[1] for images, _ in loader])
+    except (ImageLoadError, RuntimeError) as exc:  # a loader worker re-raises a file's error as RuntimeError
+        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise ArtstyleError(f"cannot read the run's training images for the int8 head refit ({reason}); "
+                            f"restore them or export with --no-head-refit") from None
 
 
-def probe_config(meta: dict):
+def probe_config(meta: dict, source: str = ""):
     """The run's TrainConfig when it was a probe run (frozen backbone, fitted head), else None."""
     from ..config import TrainConfig
 
     config = meta.get("config") or {}
-    return TrainConfig.from_dict(config) if config.get("mode") == "probe" else None
+    return TrainConfig.from_dict(config, source) if config.get("mode") == "probe" else None
 
 
-def refit_head(int8_model: Path, weights: Path, split_dir: Path) -> dict | None:
-    """Refit a probe run's linear head on the int8 trunk's own features of the run's training
-    split (and its augmented views), as the run fitted it on fp32 ones, and write it into the
-    int8 graph. Returns what the card records; None (nothing changed) for a fine-tuned run."""
+def head_parameter_names(model) -> tuple[str, set[str]]:
+    """(the classifier's name, the head's parameter names) as the ONNX graph spells them: the
+    PyTorch names under ProbabilityModel's ``model.``."""
+    name = next((n for n, m in model.named_modules() if m is model.get_classifier()), None)
+    if name is None:
+        raise ArtstyleError("cannot find the model's classifier layer for the int8 head refit; use --no-head-refit")
+    state = {f"model.{k}" for k in model.state_dict()}
+    return f"model.{name}", state & {f"model.{name}.weight", f"model.{name}.bias", "model.feature_mean",
+                                     "model.feature_std"}
+
+
+def write_head_into_graph(int8_model: Path, model, names: set[str]) -> None:
+    """Replace the int8 graph's head initializers with ``model``'s; every one must be there, with
+    the same shape (a renamed or folded head would otherwise leave stale parameters beside new ones)."""
     import onnx
     from onnx import numpy_helper
 
+    state = {f"model.{k}": v.numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    graph = onnx.load(str(int8_model))
+    found = set()
+    for init in graph.graph.initializer:
+        if init.name in names:
+            if tuple(init.dims) != state[init.name].shape:
+                raise ArtstyleError(f"{int8_model}: {init.name} is {tuple(init.dims)} in the graph but "
+                                    f"{state[init.name].shape} in the refitted head; use --no-head-refit")
+            init.CopyFrom(numpy_helper.from_array(state[init.name], init.name))
+            found.add(init.name)
+    if found != names:
+        raise ArtstyleError(f"{int8_model}: the head's {', '.join(sorted(names - found))} not found in the int8 graph; "
+                            f"use --no-head-refit")
+    onnx.save(graph, str(int8_model))
+
+
+def refit_head(int8_model: Path, weights: Path, split_dir: Path | None) -> dict | None:
+    """Refit a probe run's linear head on the int8 trunk's own features of the run's training
+    split (and its augmented views), as the run fitted it on fp32 ones, and write it into the
+    int8 graph. Returns what the card records; None (nothing changed) for a fine-tuned run or
+    a run that kept no split."""
     from .checkpoint import load_model
     from .data import read_split_dir
     from .probe import choose_head, sample_weights, with_views, write_head
     from .transforms import create_view_augmentation
 
     model, spec, meta = load_model(weights)
-    cfg = probe_config(meta)
+    cfg = probe_config(meta, str(weights))
     if cfg is None:
         return None
+    if split_dir is None:
+        log.warning(f"{weights}: no split saved beside this probe run (RUN/data/train.csv); "
+                    f"the int8 model keeps the head fitted on fp32 features")
+        return None
     tick = time.perf_counter()
-    # The ONNX graph keeps the PyTorch names, under ProbabilityModel's ``model.``.
-    classifier = "model." + next(n for n, m in model.named_modules() if m is model.get_classifier())
-    head_params = {f"{classifier}.weight", f"{classifier}.bias", "model.feature_mean", "model.feature_std"}
+    classifier, names = head_parameter_names(model)
     frames = read_split_dir(split_dir)
     parts = {"train": with_views(frames["train"], cfg.probe_views), "val": frames["val"]}
     session, augment = feature_session(int8_model, classifier), create_view_augmentation(cfg)
@@ -359,21 +396,12 @@ def refit_head(int8_model: Path, weights: Path, split_dir: Path) -> dict | None:
     targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
     head, best, _ = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance), spec.classes)
     write_head(model, head)
-
-    state = {f"model.{k}": v for k, v in model.state_dict().items()}
-    graph_model = onnx.load(str(int8_model))
-    replaced = 0
-    for init in graph_model.graph.initializer:
-        if init.name in head_params and init.name in state:
-            init.CopyFrom(numpy_helper.from_array(state[init.name].numpy().astype(np.float32), init.name))
-            replaced += 1
-    if replaced < 2:
-        raise ArtstyleError(f"{int8_model}: cannot find the head's parameters in the int8 graph")
-    onnx.save(graph_model, str(int8_model))
+    write_head_into_graph(int8_model, model, names)
     log.info(f"head refitted on the int8 trunk's features in {time.perf_counter() - tick:.0f}s")
     return {"refit_on_int8_features": True, "train_rows": int(len(parts["train"])),
-            "views_per_image": cfg.probe_views, "C": best["C"], "balance": cfg.balance,
-            "val_acc": round(float(best["val_acc"]), 4), "split": str(split_dir)}
+            "rows_per_image": cfg.probe_views + 1, "C": best["C"], "balance": cfg.balance,
+            "val_acc": round(float(best["val_acc"]), 4), "val_loss": round(float(best["val_loss"]), 4),
+            "split": str(split_dir)}
 
 
 def agreement(fp32: np.ndarray, int8: np.ndarray, labels: list[str | None], classes: list[str]) -> dict:
@@ -434,8 +462,7 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
         tmp_int8 = Path(tmp) / output.name
         kept = quantize_file(fp32_path, tmp_int8, calib, input_name, settings)
         log.info(f"quantised in {time.perf_counter() - tick:.1f}s")
-        split = run_split_dir(weights)
-        head = refit_head(tmp_int8, weights, split) if refit and split else None
+        head = refit_head(tmp_int8, weights, run_split_dir(weights)) if refit else None
         parity = agreement(run_model(fp32_path, held, input_name), run_model(tmp_int8, held, input_name),
                            held_set.labels, card["classes"])
         if parity["top1_agreement"] < min_agreement:
@@ -453,6 +480,8 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
             "fp32_model": fp32_path.name, "fp32_onnx_sha256": card["onnx_sha256"],
             "head": head or {"refit_on_int8_features": False},
         }
+        if head:
+            int8_card["metrics"] = {k: head[k] for k in ("C", "val_acc", "val_loss")}  # the refitted head's
         if "accuracy_int8" in parity and "test split" in held_set.source:
             # The int8 model's own figure on the run's test split (the fp32 card's is fp32's).
             int8_card["test_metrics"] = {"n": parity["labelled_images"], "accuracy": parity["accuracy_int8"],

@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ArtstyleError
+from ..infer.predictor import fp32_path
 
 
 class ExplainQueueFullError(Exception):
@@ -34,7 +35,8 @@ class ExplainQueueFullError(Exception):
 
 class Explainer:
     def __init__(self, onnx_path: Path, threads: int, max_pending: int = 4):
-        self.onnx_path = Path(onnx_path)
+        # An int8 model is explained with its fp32 model's weights (the int8 graph has no PyTorch twin).
+        self.onnx_path = fp32_path(Path(onnx_path))
         self.threads = max(1, threads // 2)  # the other half stays with the predictions
         self.unavailable_reason = self.check_available()
         self.model = self.spec = None

@@ -1,0 +1,108 @@
+"""Second-order style statistics: do channel correlations help on sources never seen?
+
+    python bench/bench_correlations.py [--crossval runs/default/crossval] [--cache runs/correlations]
+
+Gram-matrix style descriptors (Gatys et al., 2016) in their scale-free form: the correlation
+between every pair of channels (centred, normalised, upper triangle) of the stem and the first
+three stages of the frozen Lite0, stopping there (the deep, low-resolution stages are covered by
+the mean/std statistics), added to the shipped style features. Scored by the grouped 5-fold
+cross-validation of `artstyle crossval`: its folds.csv, recipe and fp32 feature cache, with the
+augmented views reproduced from their seeds. Writes bench/results/crossval_correlations.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from artstyle.config import TrainConfig
+from artstyle.engine.calibration import logits_from_probs
+from artstyle.engine.crossval import grouped_metrics
+from artstyle.engine.data import build_loader
+from artstyle.engine.probe import ViewDataset, cached_features, fit_head, sample_weights, with_views
+from artstyle.engine.transforms import create_view_augmentation
+from artstyle.models import create_model
+
+LEVELS = [0, 1, 2, 3]  # the stem and the first three stages of an EfficientNet
+RESULTS = Path(__file__).resolve().parent / "results" / "crossval_correlations.json"
+
+
+def channel_correlations(level: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C*(C-1)/2): the correlation of every pair of channels over positions."""
+    x = level.float().flatten(2)
+    x = x - x.mean(2, keepdim=True)
+    cov = x @ x.transpose(1, 2) / x.shape[2]
+    sd = cov.diagonal(dim1=1, dim2=2).clamp_min(1e-6).sqrt()
+    corr = cov / (sd[:, :, None] * sd[:, None, :])
+    upper = torch.triu_indices(corr.shape[1], corr.shape[1], 1)
+    return corr[:, upper[0], upper[1]]
+
+
+@torch.inference_mode()
+def correlation_features(backbone, views: pd.DataFrame, spec, augment) -> np.ndarray:
+    backbone = backbone.eval().to(memory_format=torch.channels_last)
+    loader = build_loader(ViewDataset(views, spec, augment), batch_size=64, train=False, workers=2, seed=0)
+    out, tick = [], time.time()
+    for i, (x, _) in enumerate(loader):
+        levels = backbone.forward_intermediates(x.to(memory_format=torch.channels_last), indices=LEVELS,
+                                                intermediates_only=True, extra_blocks=True, stop_early=True)
+        out.append(torch.cat([channel_correlations(level) for level in levels], 1).numpy())
+        if i % 50 == 0:
+            print(f"  {i * 64}/{len(views)} rows, {time.time() - tick:.0f}s", flush=True)
+    return np.concatenate(out)
+
+
+def grouped_cv(x, views, frame, cfg, classes, c) -> dict:
+    """Out-of-fold accuracy exactly as ``crossval --mode probe`` computes it."""
+    fold = frame["fold"].to_numpy()
+    targets = views["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
+    view_fold, clean = np.tile(fold, cfg.probe_views + 1), (views["view"] == 0).to_numpy()
+    logits = np.zeros((len(frame), len(classes)))
+    for k in range(fold.max() + 1):
+        train, held = view_fold != k, clean & (view_fold == k)
+        head = fit_head(x[train], targets[train], c, sample_weights(views[train], cfg.balance))
+        logits[fold == k] = logits_from_probs(head.predict_proba(x[held]))
+    m = grouped_metrics(frame, logits, fold, classes)
+    return {**{k: m[k] for k in ("mean_accuracy", "group_mean_accuracy", "worst_group", "worst_group_accuracy")},
+            "groups_under_0.70": sorted(g for g, r in m["groups"].items() if r["accuracy"] < 0.70)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--crossval", default="runs/default/crossval", help="a probe-mode crossval output dir")
+    parser.add_argument("--cache", default="runs/correlations", help="where the correlation features are kept")
+    args = parser.parse_args()
+
+    cv = Path(args.crossval)
+    cfg = TrainConfig.from_dict({k: v for k, v in json.loads((cv / "config.json").read_text()).items() if k != "folds"})
+    frame = pd.read_csv(cv / "folds.csv", keep_default_na=False)
+    classes = sorted(frame["label"].unique())
+    model, spec = create_model(cfg.backbone, classes, pretrained=True, image_size=cfg.image_size, head=cfg.head)
+    views = with_views(frame.drop(columns="fold"), cfg.probe_views)
+    augment = create_view_augmentation(cfg)
+    cache = Path(args.cache) / "correlations.npy"
+    if not cache.is_file():
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.save(cache, correlation_features(model.backbone, views, spec, augment))
+    corr = np.load(cache)
+    style = cached_features(Path(cfg.feature_cache), model, spec, {"all": views}, torch.device("cpu"), 2,
+                            augment=augment)["all"]
+    both = np.concatenate([style, corr], 1)
+    results = {}
+    for name, x, c in (("style (shipped)", style, cfg.probe_c), ("style + correlations", both, cfg.probe_c),
+                       ("style + correlations, C 0.05", both, 0.05)):
+        results[name] = grouped_cv(x, views, frame, cfg, classes, c)
+        print(name, results[name], flush=True)
+    RESULTS.write_text(json.dumps({"command": "python bench/bench_correlations.py", "levels": "stem + stages 1-3",
+                                   "correlation_features": int(corr.shape[1]), "results": results}, indent=2) + "\n")
+    print(f"wrote {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
