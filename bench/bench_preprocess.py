@@ -1,0 +1,92 @@
+"""Where an image's CPU goes before the model: each preprocessing step, timed on its own.
+
+    python bench/bench_preprocess.py [--images 400] [--data ../shared/data/artstyle-v1] [--model M.onnx]
+
+Single-threaded CPU time per image (``time.thread_time``, so other load on the machine inflates
+it far less than wall time) for the steps the predictor runs on its decode threads: open (header),
+JPEG decode at draft size, EXIF orientation, resize and centre crop to the model's input, and
+normalisation to float32 CHW; beside them, the model's own CPU time per image (ONNX Runtime, batch
+32, all its threads). Their ratio is the ceiling of end to end over model-only on a machine whose
+cores are all busy with the model. Writes bench/results/preprocess.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "preprocess.json"
+BATCH = 32
+
+
+def step_times(files: list[str], clf) -> dict[str, float]:
+    """Mean CPU milliseconds per image of each step, in the predictor's order."""
+    from artstyle.preprocess import normalize, resize_and_crop
+
+    totals = dict.fromkeys(("open", "decode", "exif", "resize_and_crop", "normalize"), 0.0)
+    for path in files:
+        tick = time.thread_time()
+        img = Image.open(path)
+        tick = lap(totals, "open", tick)
+        if img.format == "JPEG":
+            img.draft("RGB", (clf.draft_size, clf.draft_size))
+        img.load()
+        tick = lap(totals, "decode", tick)
+        img = (ImageOps.exif_transpose(img) or img).convert("RGB")
+        tick = lap(totals, "exif", tick)
+        crop = resize_and_crop(img, clf.image_size, clf.crop_pct)
+        tick = lap(totals, "resize_and_crop", tick)
+        normalize(crop, clf.mean, clf.std)
+        lap(totals, "normalize", tick)
+    return {k: round(v / len(files) * 1000, 3) for k, v in totals.items()}
+
+
+def lap(totals: dict, key: str, tick: float) -> float:
+    now = time.thread_time()
+    totals[key] += now - tick
+    return now
+
+
+def model_cpu_ms(clf, files: list[str], calls: int = 6) -> float:
+    batch = np.stack([clf.to_array(f) for f in files[:BATCH]])
+    clf.run(batch)  # warm-up
+    tick = time.process_time()
+    for _ in range(calls):
+        clf.run(batch)
+    return round((time.process_time() - tick) / (calls * BATCH) * 1000, 3)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--images", type=int, default=400)
+    parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "artstyle-v1"))
+    parser.add_argument("--model", help="an exported .onnx (default: the shipped default model)")
+    args = parser.parse_args()
+
+    import artstyle
+    from artstyle.infer.sources import images_in_folder
+
+    clf = artstyle.load(args.model)
+    every = images_in_folder(args.data)
+    files = [every[int(i * len(every) / args.images)] for i in range(min(args.images, len(every)))]
+    steps = step_times(files, clf)
+    sizes = sorted(min(Image.open(f).size) for f in files)
+    result = {"command": "python bench/bench_preprocess.py " + " ".join(
+                  f"--{k} {v}" for k, v in vars(args).items() if v is not None),
+              "model": clf.path.name, "image_size": clf.image_size, "images": len(files),
+              "median_short_side_px": sizes[len(sizes) // 2], "cpu_ms_per_image": steps,
+              "preprocess_total_ms": round(sum(steps.values()), 3), "model_cpu_ms_per_image": model_cpu_ms(clf, files)}
+    result["ceiling_end_to_end_over_model_only"] = round(
+        result["model_cpu_ms_per_image"] / (result["model_cpu_ms_per_image"] + result["preprocess_total_ms"]), 3)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
