@@ -252,16 +252,24 @@ def test_calibration_folder_without_a_split_holds_out_the_rest(exported, shared_
     assert set(held.labels) == {"anime", "cartoon", "human"}  # class folders give the accuracy check labels
 
 
-@pytest.fixture(scope="module", params=["style", "pooled"])
+PROBES = {  # head, backbone, ImageNet weights (ResNet has none offline: random init, named as such)
+    "lite0-style": ("style", "efficientnet_lite0", True),
+    "lite0-pooled": ("pooled", "efficientnet_lite0", True),
+    "resnet18-pooled": ("pooled", "resnet18", False),  # timm calls its classifier `fc`
+}
+
+
+@pytest.fixture(scope="module", params=sorted(PROBES))
 def probe_int8(request, shared_subset, tmp_path_factory):
-    """A real probe run (frozen Lite0, 48 px, one augmented view per image; the style head and the
-    usual pooled one) exported with --int8 through the CLI, once with the head refitted on the
+    """A real probe run (frozen backbone, 48 px, one augmented view per image; the style head and
+    the usual pooled one) exported with --int8 through the CLI, once with the head refitted on the
     int8 trunk (the default) and once with --no-head-refit."""
     from artstyle.engine.trainer import train
 
+    head, backbone, pretrained = PROBES[request.param]
     root = tmp_path_factory.mktemp(f"{request.param}-int8")
-    result = train(data=str(shared_subset), output=str(root / "run"), mode="probe", head=request.param,
-                   balance="groups", probe_views=1, image_size=48, workers=0, batch_size=16)
+    result = train(data=str(shared_subset), output=str(root / "run"), mode="probe", head=head, backbone=backbone,
+                   pretrained=pretrained, balance="groups", probe_views=1, image_size=48, workers=0, batch_size=16)
     models = {}
     for name, extra in (("refit", []), ("plain", ["--no-head-refit"])):
         out = root / name / "model.onnx"
@@ -275,15 +283,16 @@ def head_of(path) -> dict:
     import onnx
     from onnx import numpy_helper
 
-    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer
-            if i.name in ("model.feature_mean", "model.feature_std", "model.classifier.weight", "model.classifier.bias")}
+    names = {"model.feature_mean", "model.feature_std"} | {f"model.{layer}.{p}" for layer in ("classifier", "fc")
+                                                           for p in ("weight", "bias")}
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer if i.name in names}
 
 
 def test_int8_export_refits_a_probe_head_on_the_int8_trunk(probe_int8):
     """The int8 graph's head is the run's recipe fitted on what the int8 trunk computes: its
     probabilities on the test split are that scikit-learn head's on the int8 features."""
     from artstyle.engine.probe import choose_head, sample_weights, with_views
-    from artstyle.engine.quantize import feature_session, probe_config, trunk_features
+    from artstyle.engine.quantize import feature_session, head_parameter_names, probe_config, trunk_features
     from artstyle.engine.checkpoint import load_model
     from artstyle.engine.data import read_split_dir
     from artstyle.engine.transforms import create_view_augmentation
@@ -297,12 +306,13 @@ def test_int8_export_refits_a_probe_head_on_the_int8_trunk(probe_int8):
     assert card["test_metrics"]["n"] == len(frames["test"])
 
     fp32_head, int8_head = head_of(models["refit"]), head_of(int8)
-    _, spec, meta = load_model(run)
+    model, spec, meta = load_model(run)
     assert fp32_head.keys() == int8_head.keys() and len(int8_head) == (4 if spec.head == "style" else 2)
-    assert not np.allclose(fp32_head["model.classifier.weight"], int8_head["model.classifier.weight"])
+    weight = next(k for k in int8_head if k.endswith(".weight"))
+    assert not np.allclose(fp32_head[weight], int8_head[weight])
     # An independent fit of the same recipe on the int8 graph's features ...
     cfg = probe_config(meta)
-    session, augment = feature_session(int8), create_view_augmentation(cfg)
+    session, augment = feature_session(int8, head_parameter_names(model)[0]), create_view_augmentation(cfg)
     parts = {"train": with_views(frames["train"], 1), "val": frames["val"]}
     features = {k: trunk_features(session, f, spec, augment, 0) for k, f in parts.items()}
     targets = {k: f["label"].map({c: i for i, c in enumerate(spec.classes)}).to_numpy() for k, f in parts.items()}
