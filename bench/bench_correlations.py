@@ -22,10 +22,9 @@ import pandas as pd
 import torch
 
 from artstyle.config import TrainConfig
-from artstyle.engine.calibration import logits_from_probs
-from artstyle.engine.crossval import grouped_metrics
+from artstyle.engine.crossval import grouped_metrics, out_of_fold_logits
 from artstyle.engine.data import build_loader
-from artstyle.engine.probe import ViewDataset, cached_features, fit_head, sample_weights, with_views
+from artstyle.engine.probe import ViewDataset, cached_features, with_views
 from artstyle.engine.transforms import create_view_augmentation
 from artstyle.models import create_model
 
@@ -61,13 +60,7 @@ def correlation_features(backbone, views: pd.DataFrame, spec, augment) -> np.nda
 def grouped_cv(x, views, frame, cfg, classes, c) -> dict:
     """Out-of-fold accuracy exactly as ``crossval --mode probe`` computes it."""
     fold = frame["fold"].to_numpy()
-    targets = views["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
-    view_fold, clean = np.tile(fold, cfg.probe_views + 1), (views["view"] == 0).to_numpy()
-    logits = np.zeros((len(frame), len(classes)))
-    for k in range(fold.max() + 1):
-        train, held = view_fold != k, clean & (view_fold == k)
-        head = fit_head(x[train], targets[train], c, sample_weights(views[train], cfg.balance))
-        logits[fold == k] = logits_from_probs(head.predict_proba(x[held]))
+    logits = out_of_fold_logits(x, views, fold, classes, c, cfg.balance)[0]
     m = grouped_metrics(frame, logits, fold, classes)
     return {**{k: m[k] for k in ("mean_accuracy", "group_mean_accuracy", "worst_group", "worst_group_accuracy")},
             "groups_under_0.70": sorted(g for g, r in m["groups"].items() if r["accuracy"] < 0.70)}

@@ -64,37 +64,29 @@ def features_and_folds(cfg: TrainConfig, frame: pd.DataFrame, int8: Path, classe
 
 
 def scores(frame: pd.DataFrame, predicted: np.ndarray, truth: np.ndarray) -> dict:
-    right = pd.Series(predicted == truth, index=frame.index)
-    groups = right.groupby(frame["group"]).agg(["mean", "size"])
-    return {"accuracy": round(float(right.mean()), 4), "group_mean_accuracy": round(float(groups["mean"].mean()), 4),
-            "worst_group": str(groups["mean"].idxmin()), "worst_group_accuracy": round(float(groups["mean"].min()), 4),
-            "groups": {g: {"n": int(r["size"]), "accuracy": round(float(r["mean"]), 4)} for g, r in groups.iterrows()}}
+    """Pooled accuracy, then the per-group figures ``artstyle evaluate`` reports."""
+    from artstyle.engine.evaluate import per_group_metrics
+
+    correct = np.asarray(predicted) == np.asarray(truth)
+    return {"accuracy": round(float(correct.mean()), 4), **per_group_metrics(frame, correct)}
 
 
 def held_out_groups(cfg: TrainConfig, frame: pd.DataFrame, views: pd.DataFrame, fp32: np.ndarray,
                     int8: np.ndarray, classes: list[str]) -> dict:
-    from artstyle.engine.probe import fit_head, sample_weights
+    from artstyle.engine.crossval import out_of_fold_logits, probe_c
 
-    fold = frame["fold"].to_numpy()
-    targets = views["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    view_fold = np.tile(fold, cfg.probe_views + 1)
-    clean = (views["view"] == 0).to_numpy()
-    c = cfg.probe_c if cfg.probe_c > 0 else 0.1  # as crossval: no val split inside a fold
-    names = ("fp32", "fp32, C x1.25", "int8, fp32 heads", "int8, refitted heads")
-    predicted = {name: np.zeros(len(frame), int) for name in names}
-    for k in range(fold.max() + 1):
-        train, held = view_fold != k, clean & (view_fold == k)
-        weights = sample_weights(views[train], cfg.balance)
-        fp32_head = fit_head(fp32[train], targets[train], c, weights)
-        int8_head = fit_head(int8[train], targets[train], c, weights)
-        predicted["fp32"][fold == k] = fp32_head.predict_proba(fp32[held]).argmax(1)
+    fold, c = frame["fold"].to_numpy(), probe_c(cfg)
+    fp32_heads, int8_plain = out_of_fold_logits(fp32, views, fold, classes, c, cfg.balance, also_score=(int8,))
+    logits = {
+        "fp32": fp32_heads,
         # An fp32 head as good as the first, fitted a little differently: how much per-group
         # accuracy moves when only the head changes, the yardstick for the int8 refit's swings.
-        other = fit_head(fp32[train], targets[train], c * 1.25, weights)
-        predicted["fp32, C x1.25"][fold == k] = other.predict_proba(fp32[held]).argmax(1)
-        predicted["int8, fp32 heads"][fold == k] = fp32_head.predict_proba(int8[held]).argmax(1)
-        predicted["int8, refitted heads"][fold == k] = int8_head.predict_proba(int8[held]).argmax(1)
-    return {name: scores(frame, p, targets[clean]) for name, p in predicted.items()}
+        "fp32, C x1.25": out_of_fold_logits(fp32, views, fold, classes, c * 1.25, cfg.balance)[0],
+        "int8, fp32 heads": int8_plain,
+        "int8, refitted heads": out_of_fold_logits(int8, views, fold, classes, c, cfg.balance)[0],
+    }
+    truth = frame["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
+    return {name: scores(frame, x.argmax(1), truth) for name, x in logits.items()}
 
 
 def in_distribution(model: Path, test: pd.DataFrame) -> dict:

@@ -22,9 +22,7 @@ import numpy as np
 import pandas as pd
 
 from artstyle.config import DEFAULT_PHASH_THRESHOLD
-from artstyle.engine.calibration import logits_from_probs
-from artstyle.engine.crossval import assign_folds, grouped_metrics
-from artstyle.engine.probe import fit_head, sample_weights
+from artstyle.engine.crossval import assign_folds, grouped_metrics, out_of_fold_logits
 
 # Lite0's levels (stem + 7 stages) and pooled width: the layout of style_statistics.
 LEVEL_CHANNELS = (32, 16, 24, 40, 80, 112, 192, 320)
@@ -47,12 +45,7 @@ def columns(levels=range(8), pooled=True, stats=("mean", "std")) -> np.ndarray:
 
 
 def evaluate_recipe(x, frame, fold, classes, *, c, balance) -> dict:
-    targets = frame["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
-    logits = np.zeros((len(frame), len(classes)))
-    for k in range(fold.max() + 1):
-        train, held = fold != k, fold == k
-        head = fit_head(x[train], targets[train], c, sample_weights(frame[train], balance))
-        logits[held] = logits_from_probs(head.predict_proba(x[held]))
+    logits = out_of_fold_logits(x, frame, fold, classes, c, balance)[0]
     return grouped_metrics(frame, logits, fold, classes)
 
 

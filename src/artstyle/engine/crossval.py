@@ -85,7 +85,7 @@ def probe_fold_logits(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold: np
     import torch
 
     from ..models import create_model
-    from .probe import cached_features, fit_head, sample_weights, with_views
+    from .probe import cached_features, with_views
     from .transforms import create_view_augmentation
 
     model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
@@ -97,17 +97,33 @@ def probe_fold_logits(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold: np
     views = with_views(frame, cfg.probe_views)
     features = cached_features(cache, model.to(device), spec, {"all": views}, device, cfg.workers,
                                augment=create_view_augmentation(cfg))["all"]
-    targets = views["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
-    view_fold = np.tile(fold, cfg.probe_views + 1)
-    clean = (views["view"] == 0).to_numpy()
-    c = cfg.probe_c if cfg.probe_c > 0 else 0.1  # no val split inside a fold: a fixed, documented C
-    logits = np.zeros((len(frame), len(classes)))
+    return out_of_fold_logits(features, views, fold, classes, probe_c(cfg), cfg.balance)[0]
+
+
+def probe_c(cfg: TrainConfig) -> float:
+    """No val split inside a fold to choose C on: ``probe_c``, else a fixed, documented 0.1."""
+    return cfg.probe_c if cfg.probe_c > 0 else 0.1
+
+
+def out_of_fold_logits(features: np.ndarray, views: pd.DataFrame, fold: np.ndarray, classes: list[str],
+                       c: float, balance: str, *, also_score: tuple = ()) -> list[np.ndarray]:
+    """One head per fold, fitted on ``features`` of the other folds' rows (every image, then any
+    augmented views: ``with_views`` order, ``fold`` given per image), scoring the fold's images.
+    ``also_score``: other feature arrays of the same rows (another backbone's, say) that the
+    same heads score too. Returns the images' logits: from ``features``, then from each of those."""
+    from .probe import fit_head, sample_weights, views_of
+
+    targets = views["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
+    view_fold = np.tile(fold, len(views) // len(fold))
+    clean = (views_of(views) == 0).to_numpy()
+    logits = [np.zeros((len(fold), len(classes))) for _ in range(1 + len(also_score))]
     for k in range(fold.max() + 1):
         train, held = view_fold != k, clean & (view_fold == k)
-        head = fit_head(features[train], targets[train], c, sample_weights(views[train], cfg.balance))
-        logits[fold == k] = logits_from_probs(head.predict_proba(features[held]))
+        head = fit_head(features[train], targets[train], c, sample_weights(views[train], balance))
+        for out, x in zip(logits, (features, *also_score)):
+            out[fold == k] = logits_from_probs(head.predict_proba(x[held]))
         log.info(f"fold {k}: {int(held.sum())} held-out images, accuracy "
-                 f"{(logits[fold == k].argmax(1) == targets[held]).mean():.4f}")
+                 f"{(logits[0][fold == k].argmax(1) == targets[held]).mean():.4f}")
     return logits
 
 

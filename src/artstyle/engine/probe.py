@@ -197,6 +197,21 @@ def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classe
     return (*best, history)
 
 
+def probe_parts(frames: dict[str, pd.DataFrame], cfg: TrainConfig) -> dict[str, pd.DataFrame]:
+    """The rows a probe head is fitted on (the training images and their augmented views) and
+    chosen on (the validation images)."""
+    return {"train": with_views(frames["train"], cfg.probe_views), "val": frames["val"]}
+
+
+def fit_probe_head(features: dict, parts: dict[str, pd.DataFrame], cfg: TrainConfig, classes: list[str]):
+    """The probe recipe on ``features`` of ``probe_parts``: (pipeline, its row, every row, targets).
+    One function for the run and for an int8 export's refit, so that both fit the same head."""
+    index = {c: i for i, c in enumerate(classes)}
+    targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
+    head, best_row, history = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance), classes)
+    return head, best_row, history, targets
+
+
 def write_head(model: torch.nn.Module, pipeline) -> None:
     """Copy the fitted scaler and logistic regression into the model's own layers."""
     scaler, logistic = pipeline[0], pipeline[-1]
@@ -220,15 +235,12 @@ def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> d
     if spec.hidden:
         raise ArtstyleError("--mode probe fits a linear head; drop --hidden")
     tick = time.perf_counter()
-    parts = {"train": with_views(frames["train"], cfg.probe_views), "val": frames["val"]}
+    parts = probe_parts(frames, cfg)
     features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,
                                parts, device, cfg.workers, augment=create_view_augmentation(cfg))
-    index = {c: i for i, c in enumerate(spec.classes)}
-    targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
     log.info(f"features: {len(features['train'])} train, {len(features['val'])} val, "
              f"{features['train'].shape[1]} wide, in {time.perf_counter() - tick:.0f}s")
-    head, best_row, history = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance),
-                                          spec.classes)
+    head, best_row, history, targets = fit_probe_head(features, parts, cfg, spec.classes)
     temperature = fit_temperature(logits_from_probs(head.predict_proba(features["val"])), targets["val"])
     write_head(model, head)
     for row in history:

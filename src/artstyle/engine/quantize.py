@@ -22,10 +22,10 @@ Which nodes stay fp32, and why:
 For a probe run (a frozen backbone and a fitted linear head, e.g. the shipped default model)
 the head is then refitted to the int8 trunk (``refit_head``): the same recipe as the run's own
 (its training split and augmented views, C, source balancing), fitted on the features the int8
-trunk actually produces, and written into the int8 graph's head. int8 rounding moves the
-features by 0.1-0.3 of their spread in every stage; a head fitted on fp32 features puts its
-boundaries where the fp32 features are and loses 0.5-1 point on sources it never saw, while a
-head fitted on the int8 features is as accurate as fp32 (bench/bench_int8_groups.py).
+trunk actually produces, and written into the int8 graph's head. int8 rounding shifts the
+features the head reads; a head fitted on fp32 features puts its boundaries where the fp32
+features are and loses 0.5-1 point on sources it never saw, while a head fitted on the int8
+features is as accurate as fp32 (bench/bench_int8_groups.py).
 
 The export then measures the int8 model against the fp32 one on held-out images that
 calibration never saw (top-1 agreement, largest probability difference, accuracy on labelled
@@ -46,7 +46,7 @@ import numpy as np
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import is_image_file
-from ..infer.predictor import int8_path
+from ..infer.predictor import create_session, int8_path, read_model_bytes
 from ..preprocess import load_array
 
 log = logging.getLogger("artstyle")
@@ -299,14 +299,11 @@ def feature_tensor(graph, classifier: str = "model.classifier") -> str:
 def feature_session(model_path: Path, classifier: str = "model.classifier"):
     """ONNX Runtime session on ``model_path`` whose outputs are (probabilities, head input)."""
     import onnx
-    import onnxruntime as ort
 
     model = onnx.load(str(model_path))
     features = feature_tensor(model.graph, classifier)
     model.graph.output.append(onnx.helper.make_tensor_value_info(features, onnx.TensorProto.FLOAT, None))
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return create_session(model.SerializeToString(), model_path, None)
 
 
 def trunk_features(session, frame, spec, augment, workers: int) -> np.ndarray:
@@ -375,7 +372,7 @@ def refit_head(int8_model: Path, weights: Path, split_dir: Path | None) -> dict 
     a run that kept no split."""
     from .checkpoint import load_model
     from .data import read_split_dir
-    from .probe import choose_head, sample_weights, with_views, write_head
+    from .probe import fit_probe_head, probe_parts, write_head
     from .transforms import create_view_augmentation
 
     model, spec, meta = load_model(weights)
@@ -389,12 +386,10 @@ def refit_head(int8_model: Path, weights: Path, split_dir: Path | None) -> dict 
     tick = time.perf_counter()
     classifier, names = head_parameter_names(model)
     frames = read_split_dir(split_dir)
-    parts = {"train": with_views(frames["train"], cfg.probe_views), "val": frames["val"]}
+    parts = probe_parts(frames, cfg)
     session, augment = feature_session(int8_model, classifier), create_view_augmentation(cfg)
     features = {name: trunk_features(session, frame, spec, augment, cfg.workers) for name, frame in parts.items()}
-    index = {c: i for i, c in enumerate(spec.classes)}
-    targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
-    head, best, _ = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance), spec.classes)
+    head, best, _, _ = fit_probe_head(features, parts, cfg, spec.classes)
     write_head(model, head)
     write_head_into_graph(int8_model, model, names)
     log.info(f"head refitted on the int8 trunk's features in {time.perf_counter() - tick:.0f}s")
@@ -422,11 +417,7 @@ def agreement(fp32: np.ndarray, int8: np.ndarray, labels: list[str | None], clas
 
 
 def run_model(path: Path, batch: np.ndarray, input_name: str) -> np.ndarray:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = create_session(read_model_bytes(path), path, None)
     return np.concatenate([session.run(None, {input_name: batch[i:i + 64]})[0] for i in range(0, len(batch), 64)])
 
 
