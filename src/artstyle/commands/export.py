@@ -100,7 +100,8 @@ def write_int8(args) -> None:
     accuracy = (f"; accuracy fp32 {q['accuracy_fp32']:.2%} -> int8 {q['accuracy_int8']:.2%}"
                 if "accuracy_int8" in q else "")
     print(f"wrote {int8_path(args.output)} ({card['onnx_bytes'] / 1e6:.1f} MB): {q['calibration_method']} "
-          f"calibration on {q['calibration_images']} images; vs fp32 on {q['holdout_images']} held-out images: "
+          f"calibration on {q['calibration_images']} images; vs fp32 on {q['holdout_images']} held-out images "
+          f"of {q['holdout_source']}: "
           f"top-1 agreement {q['top1_agreement']:.2%}, max |dp| = {q['max_prob_diff']:.3f}{accuracy}")
     if q["head"]["refit_on_int8_features"]:
         print(f"head refitted on the int8 trunk's features of {q['head']['train_rows']} training rows "
