@@ -14,8 +14,10 @@ when other work comes and goes. The paths:
   - anime-or-not (PyPI): its ONNX model with its own torchvision transforms, one session, batch
     32; and its published `predict_image()` per file (a session per call; it refuses images not
     larger than 224 px, so it runs on the ones it accepts)
-  - ONNX Runtime model-only throughput at the model's input size, and the in-process end-to-end
-    predictor beside it
+  - ONNX Runtime model-only throughput at the model's input size, run as the predictor runs it
+    (``streams`` batches at once, one thread each), and the in-process end-to-end predictor
+    beside it; for the int8 model also both with one batch at a time over all threads
+    (``streams=1``, the predictor before streams), so the gain of streams is measured too
   - cold start of `artstyle predict one.jpg` (process start to answer)
 Prints a Markdown table and writes bench/results/predict.json. Needs artstyle[train] (torch for
 the naive path and, without a shipped model, to export one).
@@ -117,9 +119,11 @@ def cli_runner(onnx: Path, precision: str = "fp32"):
     return run
 
 
-def predictor_runner(clf, in_model: list[float]):
-    """The in-process predictor; adds the seconds spent inside ONNX Runtime to ``in_model``:
-    near 100 % of the wall time means decoding keeps up and the model is the bottleneck."""
+def predictor_runner(clf, in_model: list[float], cpu: list[float]):
+    """The in-process predictor; adds the seconds spent inside ONNX Runtime to ``in_model``
+    (summed over the streams, divided by their number): near 100 % of the wall time means
+    decoding keeps up and the model is the bottleneck. Adds the process's CPU seconds to
+    ``cpu``: CPU over wall near the core count means no core waits for another."""
     run_model = clf.run
     active = [False]  # the model-only path calls the same classifier: count only this path's calls
 
@@ -127,27 +131,33 @@ def predictor_runner(clf, in_model: list[float]):
         tick = time.perf_counter()
         out = run_model(batch)
         if active[0]:
-            in_model[0] += time.perf_counter() - tick
+            in_model[0] += (time.perf_counter() - tick) / clf.streams
         return out
     clf.run = counted
 
     def run(files, folder):
         active[0] = True
+        tick = time.process_time()
         try:
             return timed(lambda: sum(1 for _ in clf.predict_iter(files)))
         finally:
             active[0] = False
+            cpu[0] += time.process_time() - tick
     return run
 
 
 def model_only_runner(clf, sample: list[Path]):
-    """ONNX Runtime alone on already preprocessed batches, as many images as the chunk."""
+    """ONNX Runtime alone on already preprocessed batches, as many images as the chunk, with
+    ``clf.streams`` calls at a time as the predictor makes them."""
+    from concurrent.futures import ThreadPoolExecutor
+
     arrays = np.stack([clf.to_array(f) for f in sample[:BATCH]])
-    clf.run(arrays)  # warm-up
+    pool = ThreadPoolExecutor(max_workers=clf.streams)
+    list(pool.map(clf.run, [arrays] * clf.streams))  # warm-up, every stream
 
     def run(files, folder):
         calls = max(1, round(len(files) / BATCH))
-        return timed(lambda: [clf.run(arrays) for _ in range(calls)]) * len(files) / (calls * BATCH)
+        return timed(lambda: list(pool.map(clf.run, [arrays] * calls))) * len(files) / (calls * BATCH)
     return run
 
 
@@ -259,9 +269,11 @@ def main() -> None:
     onnx = clf.path
     int8_onnx = int8_path(onnx)
     clf_int8 = artstyle.load(int8_onnx) if int8_onnx.is_file() else None
+    # The int8 model as the predictor ran it before streams: one batch at a time, every thread on it.
+    clf_int8_one_stream = artstyle.load(int8_onnx, streams=1) if clf_int8 else None
     info["model"] = {"description": description, "image_size": clf.image_size, "arch": clf.card.get("arch"),
-                     "onnx_sha256": clf.card["onnx_sha256"],
-                     "ort_intra_op_threads": clf.session.get_session_options().intra_op_num_threads,
+                     "onnx_sha256": clf.card["onnx_sha256"], "streams": clf.streams,
+                     "ort_intra_op_threads_per_stream": clf.session.get_session_options().intra_op_num_threads,
                      "decode_workers": clf.workers}
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     files = pick_images(Path(args.data), args.images)
@@ -272,11 +284,12 @@ def main() -> None:
           f"{info['machine']['nproc']} CPUs ({info['machine']['cpu']}), load {info['machine']['load_average_at_start']}",
           flush=True)
 
-    in_model = {"fp32": [0.0], "int8": [0.0]}
+    in_model = {"fp32": [0.0], "int8": [0.0], "int8_one_stream": [0.0]}
+    cpu = {k: [0.0] for k in in_model}
     runners = {
         "artstyle_predict_cli": ("`artstyle predict DIR` (process start to CSV written)", cli_runner(onnx)),
         "predictor_in_process": ("predictor end-to-end, in process (decode + inference)",
-                                 predictor_runner(clf, in_model["fp32"])),
+                                 predictor_runner(clf, in_model["fp32"], cpu["fp32"])),
         "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px", model_only_runner(clf, files)),
         "naive_torch": (f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", naive_runner(checkpoint)),
     }
@@ -289,9 +302,14 @@ def main() -> None:
             "artstyle_predict_cli_int8": ("`artstyle predict DIR --precision int8` (process start to CSV written)",
                                           cli_runner(onnx, "int8")),
             "predictor_in_process_int8": ("int8 predictor end-to-end, in process",
-                                          predictor_runner(clf_int8, in_model["int8"])),
+                                          predictor_runner(clf_int8, in_model["int8"], cpu["int8"])),
             "ort_model_only_int8": (f"ONNX Runtime int8 model only, batch {BATCH}, {clf.image_size}px",
                                     model_only_runner(clf_int8, files)),
+            "predictor_in_process_int8_one_stream": ("int8 predictor end-to-end, in process, streams=1",
+                                                     predictor_runner(clf_int8_one_stream, in_model["int8_one_stream"],
+                                                                     cpu["int8_one_stream"])),
+            "ort_model_only_int8_one_stream": (f"ONNX Runtime int8 model only, streams=1, batch {BATCH}",
+                                               model_only_runner(clf_int8_one_stream, files)),
         })
     aon = anime_or_not_model()
     notes = {}
@@ -334,8 +352,10 @@ def main() -> None:
     if cold_int8:
         info["cold_start_s"]["int8_model_median"] = round(statistics.median(cold_int8), 3)
     # Share of the in-process predictor's wall time spent inside ONNX Runtime.
-    info["in_model_share"] = {k: round(v[0] / totals[f"predictor_in_process{'_int8' if k == 'int8' else ''}"][0], 3)
-                              for k, v in in_model.items() if f"predictor_in_process{'_int8' if k == 'int8' else ''}" in totals}
+    predictor_key = {k: "predictor_in_process" + ("" if k == "fp32" else f"_{k}") for k in in_model}
+    info["in_model_share"] = {k: round(v[0] / totals[predictor_key[k]][0], 3)
+                              for k, v in in_model.items() if predictor_key[k] in totals}
+    info["cores_used"] = {k: round(v[0] / totals[predictor_key[k]][0], 2) for k, v in cpu.items() if predictor_key[k] in totals}
 
     cli = rows["artstyle_predict_cli"]["images_per_s"]
     ratios = {
@@ -351,6 +371,13 @@ def main() -> None:
             "e2e_int8_over_int8_model_only": round(rows["predictor_in_process_int8"]["images_per_s"]
                                                    / rows["ort_model_only_int8"]["images_per_s"], 3),
             "cli_int8_over_int8_model_only": round(cli_int8 / rows["ort_model_only_int8"]["images_per_s"], 3),
+            "int8_model_only_streams_vs_one_stream": round(rows["ort_model_only_int8"]["images_per_s"]
+                                                          / rows["ort_model_only_int8_one_stream"]["images_per_s"], 2),
+            "int8_e2e_streams_vs_one_stream": round(rows["predictor_in_process_int8"]["images_per_s"]
+                                                   / rows["predictor_in_process_int8_one_stream"]["images_per_s"], 2),
+            "e2e_int8_one_stream_over_its_model_only": round(
+                rows["predictor_in_process_int8_one_stream"]["images_per_s"]
+                / rows["ort_model_only_int8_one_stream"]["images_per_s"], 3),
         })
     if aon:
         ratios["cli_vs_anime_or_not_batched"] = round(cli / rows["anime_or_not_batched"]["images_per_s"], 2)
@@ -377,7 +404,8 @@ def print_table(info: dict) -> None:
           f"with only the predict command registered: {cold['predict_command_only_median']} s)"
           + (f"; with the default model {cold['default_model_median']} s" if "default_model_median" in cold else "")
           + (f"; int8 model {cold['int8_model_median']} s" if "int8_model_median" in cold else ""))
-    print(f"share of the in-process predictor's time inside ONNX Runtime: {info.get('in_model_share')}")
+    print(f"share of the in-process predictor's time inside ONNX Runtime: {info.get('in_model_share')}; "
+          f"cores it kept busy: {info.get('cores_used')}")
     print("ratios: " + ", ".join(f"{k} = {v}" for k, v in info["ratios"].items()))
 
 

@@ -6,7 +6,7 @@ Single-threaded CPU time per image (``time.thread_time``, so other load on the m
 it far less than wall time) for the steps the predictor runs on its decode threads: open (header),
 JPEG decode at draft size, EXIF orientation, resize and centre crop to the model's input, and
 normalisation to float32 CHW; beside them, the model's own CPU time per image (ONNX Runtime, batch
-32, all its threads). Their ratio is the ceiling of end to end over model-only on a machine whose
+32, called as one of the predictor's streams calls it: on its own thread). Their ratio is the ceiling of end to end over model-only on a machine whose
 cores are all busy with the model. Writes bench/results/preprocess.json.
 """
 

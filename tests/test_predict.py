@@ -69,6 +69,32 @@ def test_batched_equals_one_by_one_and_keeps_order(clf, exported):
         assert a.probs == pytest.approx(b.probs, abs=1e-5)
 
 
+def test_streams_give_the_same_answers_in_input_order(exported, bad_corpus):
+    """Several batches in the model at once (the default, one per thread) answer exactly as one
+    batch at a time over every thread, in input order, with a bad file kept in its place."""
+    inputs = [*exported.images, bad_corpus["truncated_jpeg"], *exported.images[:3]]
+    one_stream = artstyle.load(exported.onnx, threads=2, streams=1)
+    three_streams = artstyle.load(exported.onnx, threads=3, streams=3)
+    assert one_stream.session.get_session_options().intra_op_num_threads == 2
+    assert three_streams.session.get_session_options().intra_op_num_threads == 1
+    expected = one_stream.predict(inputs, errors="return")
+    got = list(three_streams.predict_iter(inputs, batch_size=2))
+    assert [p.source for p in got] == [p.source for p in expected] == [str(p) for p in inputs]
+    assert [p.ok for p in got] == [p.ok for p in expected] and not got[len(exported.images)].ok
+    for a, b in zip(got, expected):
+        assert a.probs == pytest.approx(b.probs, abs=1e-5)
+
+
+def test_a_short_list_is_shared_between_the_streams(exported):
+    """Ten images on two streams run as two batches of five side by side, not one of ten."""
+    clf = artstyle.load(exported.onnx, threads=2, streams=2)
+    sizes, run = [], clf.run
+    clf.run = lambda batch: sizes.append(len(batch)) or run(batch)
+    inputs = (exported.images * 4)[:10]
+    assert all(p.ok for p in clf.predict(inputs))
+    assert sizes == [5, 5]
+
+
 def test_predictor_matches_pytorch_end_to_end(clf, exported, shared_data):
     """Same files, same decode: the shipped path agrees with the checkpoint in PyTorch."""
     import torch

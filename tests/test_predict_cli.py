@@ -195,3 +195,16 @@ def test_usage_errors_exit_2_as_the_help_says(exported, capsys):
     assert main(["predict"]) == 2  # no input at all
     assert main(["predict", str(exported.images[0]), "--top-k", "0", "--model", str(exported.onnx)]) == 1  # a bad value
     assert "--top-k must be at least 1" in capsys.readouterr().err
+    assert main(["predict", str(exported.images[0]), "--streams", "0", "--model", str(exported.onnx)]) == 1
+    assert "--streams must be at least 1" in capsys.readouterr().err
+
+
+def test_streams_option_gives_the_same_rows(exported, tmp_path):
+    """`--streams 1` (one batch at a time over every thread) and the default write the same CSV."""
+    rows = {}
+    for streams in ("1", None):
+        out = tmp_path / f"streams-{streams}.csv"
+        args = ["predict", *map(str, exported.images), "--model", str(exported.onnx), "-o", str(out), "--batch-size", "2"]
+        assert main(args + (["--streams", streams] if streams else [])) == 0
+        rows[streams] = out.read_text().splitlines()
+    assert rows["1"] == rows[None] and len(rows["1"]) == len(exported.images) + 1

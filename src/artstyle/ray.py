@@ -176,7 +176,9 @@ class Predictor:
 
     def __init__(self, model_ref: list, threads: int):
         model = ray.get(model_ref[0])  # wrapped in a list so that Ray hands over the reference
-        self.classifier = from_bytes(model["bytes"], model["card"], Path(model["name"]), threads=threads)
+        # streams=1: Ray hands the actor one batch at a time; each call uses all its threads.
+        self.classifier = from_bytes(model["bytes"], model["card"], Path(model["name"]), threads=threads,
+                                     streams=1)
         self.schema = result_schema(self.classifier.classes)
         self.batches = 0
         self.crash_after, _, self.crash_marker = os.environ.get(CRASH_ENV, "").partition(":")

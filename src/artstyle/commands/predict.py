@@ -48,6 +48,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
     p.add_argument("--workers", type=int, help="decode threads (default: one per CPU)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per CPU)")
+    p.add_argument("--streams", type=int,
+                   help="batches in the model at once, sharing the threads (default: one per thread, "
+                        "the fastest; 1: one batch at a time over every thread)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each URL's whole download (default 10)")
     p.add_argument("--max-download-mb", type=float, default=20.0, help="size cap for URLs (default 20 MB)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
@@ -75,7 +78,7 @@ def check_args(args) -> None:
         raise ArtstyleError("--top-k must be at least 1")
     if args.batch_size < 1:
         raise ArtstyleError("--batch-size must be at least 1")
-    for name in ("workers", "threads"):
+    for name in ("workers", "threads", "streams"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ArtstyleError(f"--{name} must be at least 1")
     if args.explain and not args.output:
@@ -83,6 +86,8 @@ def check_args(args) -> None:
     if args.engine == "ray":
         if args.explain or args.top_k != 1 or args.format not in (None, "csv"):
             raise ArtstyleError("--engine ray writes CSV or Parquet rows; --explain, --top-k and --format are local only")
+        if args.streams is not None:
+            raise ArtstyleError("--streams is local only: each Ray actor runs one batch at a time (--actors scales out)")
         if args.actors < 1 or args.cpus_per_actor <= 0:
             raise ArtstyleError("--actors and --cpus-per-actor must be positive")
 
@@ -142,8 +147,8 @@ def run(args) -> int:
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
-    classifier = load(args.model, precision=args.precision, threads=args.threads, batch_size=args.batch_size,
-                      workers=args.workers,
+    classifier = load(args.model, precision=args.precision, threads=args.threads, streams=args.streams,
+                      batch_size=args.batch_size, workers=args.workers,
                       url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
                       min_confidence=args.min_confidence, allow_private_urls=args.allow_private_urls)
     stdout = sys.stdout

@@ -2,7 +2,12 @@
 
 Only onnxruntime, numpy and Pillow are imported (a test checks that torch never is), so a user
 who only predicts installs a small package. Images are decoded and preprocessed on a thread
-pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous batch.
+pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous batches.
+
+The model runs several batches at once ("streams"), each call on one thread, rather than one
+batch at a time spread over every core: a convolution split across threads waits at a barrier
+after every layer, and on two cores that wait costs about 15 % of the model's throughput
+(bench/bench_predict.py measures both ways).
 """
 
 from __future__ import annotations
@@ -154,6 +159,7 @@ def check_sha256(data: bytes, card: dict, onnx_path: Path) -> None:
 
 
 def create_session(model_bytes: bytes, onnx_path: Path, threads: int | None):
+    """An ONNX Runtime session whose every call runs on ``threads`` threads (default: all CPUs)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -172,7 +178,7 @@ class Classifier:
     """An exported artstyle model, ready to predict. Create it with ``artstyle.load()``."""
 
     def __init__(self, session, card: dict, path: Path, *, batch_size: int = DEFAULT_BATCH_SIZE,
-                 workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
+                 workers: int | None = None, streams: int = 1, url_timeout: float = DEFAULT_TIMEOUT,
                  max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
                  allow_private_urls: bool = False):
         if not 0.0 <= min_confidence <= 1.0:
@@ -186,6 +192,7 @@ class Classifier:
         self.crop_pct = float(card.get("crop_pct", 1.0))
         self.batch_size = batch_size
         self.workers = workers or cpu_count()
+        self.streams = max(1, streams)
         self.url_timeout = url_timeout
         self.max_download = max_download
         # The card's probabilities are temperature-calibrated, so a threshold means what it says.
@@ -243,10 +250,36 @@ class Classifier:
 
     def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
                      workers: int | None = None) -> Iterator[Prediction]:
-        """Predictions as they are produced, in input order. Decoding runs ``workers`` images
-        ahead on a thread pool, so the next batch is ready when ONNX Runtime finishes this one."""
-        batch_size = batch_size or self.batch_size
-        pool = ThreadPoolExecutor(max_workers=workers or self.workers, thread_name_prefix="artstyle-decode")
+        """Predictions as they are produced, in input order. Decoding runs ahead on a thread
+        pool of ``workers``, and up to ``streams`` batches run through the model at once, so
+        the cores never wait for each other."""
+        batch_size = batch_size or self.batch_size_for(inputs)
+        decoder = ThreadPoolExecutor(max_workers=workers or self.workers, thread_name_prefix="artstyle-decode")
+        model = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="artstyle-model")
+        running: deque = deque()
+        try:
+            for ready in self.decoded_batches(inputs, batch_size, errors, decoder):
+                running.append((ready, model.submit(self.run_ready, ready)))
+                # One batch queued behind the streams, so a stream that finishes starts the next at once.
+                if len(running) > self.streams:
+                    yield from self.finish(*running.popleft())
+            while running:
+                yield from self.finish(*running.popleft())
+        finally:
+            # An error, an interrupt or a consumer that stops early: drop the work queued ahead.
+            decoder.shutdown(wait=True, cancel_futures=True)
+            model.shutdown(wait=True, cancel_futures=True)
+
+    def batch_size_for(self, inputs) -> int:
+        """The batch size, cut down for a short list of inputs so that every stream gets a share
+        (ten images on two streams: two batches of five, side by side)."""
+        if hasattr(inputs, "__len__") and self.streams > 1:
+            return max(1, min(self.batch_size, -(-len(inputs) // self.streams)))
+        return self.batch_size
+
+    def decoded_batches(self, inputs: Iterable, batch_size: int, errors: str, pool: ThreadPoolExecutor) -> Iterator[list]:
+        """Lists of (name, float32 array or ImageLoadError), in input order, ``batch_size``
+        decoded arrays each; two batches' worth of images are being decoded ahead at any time."""
         pending: deque = deque()
         numbered = enumerate(inputs)
 
@@ -258,32 +291,32 @@ class Classifier:
                 if count <= 0:
                     return
 
-        try:
-            # Two batches in flight: one being decoded while the other runs in the model.
-            submit(2 * batch_size)
-            ready, decoded = [], 0
-            while pending:
-                name, future = pending.popleft()
-                submit(1)
-                try:
-                    ready.append((name, future.result()))
-                    decoded += 1
-                except ImageLoadError as exc:
-                    if errors == "raise":
-                        raise
-                    ready.append((name, exc))
-                if decoded == batch_size:
-                    yield from self.finish(ready)
-                    ready, decoded = [], 0
-            yield from self.finish(ready)
-        finally:
-            # An error, an interrupt or a consumer that stops early: drop the decodes queued ahead.
-            pool.shutdown(wait=True, cancel_futures=True)
+        submit(2 * batch_size)
+        ready, decoded = [], 0
+        while pending:
+            name, future = pending.popleft()
+            submit(1)
+            try:
+                ready.append((name, future.result()))
+                decoded += 1
+            except ImageLoadError as exc:
+                if errors == "raise":
+                    raise
+                ready.append((name, exc))
+            if decoded == batch_size:
+                yield ready
+                ready, decoded = [], 0
+        if ready:
+            yield ready
 
-    def finish(self, ready: list) -> Iterator[Prediction]:
-        """Run the decoded arrays of ``ready`` through the model; yield every entry in order."""
+    def run_ready(self, ready: list) -> np.ndarray | None:
+        """The model's probabilities for the decoded arrays of a ``decoded_batches`` list."""
         arrays = [item for _, item in ready if isinstance(item, np.ndarray)]
-        probs = iter(self.run(np.stack(arrays)) if arrays else ())
+        return self.run(np.stack(arrays)) if arrays else None
+
+    def finish(self, ready: list, probs_future) -> Iterator[Prediction]:
+        """Every entry of ``ready`` as a Prediction, in order, once its batch's model call is done."""
+        probs = iter(()) if (result := probs_future.result()) is None else iter(result)
         for name, item in ready:
             if isinstance(item, ImageLoadError):
                 yield Prediction(name, error=item.reason)
@@ -348,7 +381,8 @@ def describe(source, index: int) -> str:
 
 
 def load(model: str | os.PathLike | None = None, *, precision: str = "auto", threads: int | None = None,
-         batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
+         streams: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
+         url_timeout: float = DEFAULT_TIMEOUT,
          max_download: int = DEFAULT_MAX_DOWNLOAD, min_confidence: float = 0.0,
          allow_private_urls: bool = False) -> Classifier:
     """Load an exported model (``.onnx`` with its ``.json`` model card; default: the shipped
@@ -358,9 +392,11 @@ def load(model: str | os.PathLike | None = None, *, precision: str = "auto", thr
     ``model.int8.onnx`` beside it, from ``artstyle export --int8``); "auto" loads the file
     named, and for the shipped model its int8 version when installed.
 
-    ``threads``: ONNX Runtime intra-op threads (default: the CPUs this process may use);
-    ``workers``: decode threads; ``url_timeout`` (seconds, for each whole download) and
-    ``max_download`` (bytes) apply to http(s) inputs, which may not reach loopback, private,
+    ``threads``: ONNX Runtime threads in all (default: the CPUs this process may use);
+    ``streams``: batches ``predict`` runs through the model at once, sharing those threads
+    (default: one per thread, the fastest way; 1 spreads each call over every thread, which
+    suits code that calls ``run`` one batch at a time); ``workers``: decode threads;
+    ``url_timeout`` (seconds, for each whole download) and ``max_download`` (bytes) apply to http(s) inputs, which may not reach loopback, private,
     link-local, multicast or reserved addresses unless ``allow_private_urls``.
     A prediction whose confidence is below ``min_confidence`` is labelled ``"uncertain"`` (its
     probabilities are kept), for users who filter data.
@@ -368,22 +404,24 @@ def load(model: str | os.PathLike | None = None, *, precision: str = "auto", thr
     path = resolve_model(model, precision)
     card = read_card(path)
     # from_bytes checks the sha256: a truncated or tampered file fails with a clear message.
-    return from_bytes(read_model_bytes(path), card, path, threads=threads, batch_size=batch_size,
+    return from_bytes(read_model_bytes(path), card, path, threads=threads, streams=streams, batch_size=batch_size,
                       workers=workers, url_timeout=url_timeout, max_download=max_download,
                       min_confidence=min_confidence, allow_private_urls=allow_private_urls)
 
 
 def from_bytes(model_bytes: bytes, card: dict, path: Path, *, threads: int | None = None,
-               batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
+               streams: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, workers: int | None = None,
                url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
                min_confidence: float = 0.0, allow_private_urls: bool = False) -> Classifier:
     """A classifier from model bytes already in memory (e.g. shipped to a Ray worker), checked
     against the card's sha256 here, where they are used."""
     check_sha256(model_bytes, card, path)
-    session = create_session(model_bytes, path, threads)
+    threads = threads or cpu_count()
+    streams = streams or threads
+    session = create_session(model_bytes, path, max(1, threads // streams))
     outputs = session.get_outputs()[0].shape
     if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
         raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")
-    return Classifier(session, card, path, batch_size=batch_size, workers=workers,
+    return Classifier(session, card, path, batch_size=batch_size, workers=workers, streams=streams,
                       url_timeout=url_timeout, max_download=max_download, min_confidence=min_confidence,
                       allow_private_urls=allow_private_urls)

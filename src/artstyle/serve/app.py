@@ -75,7 +75,9 @@ def create_app(settings: ServeSettings | None = None, classifier: Classifier | N
     missing or damaged model fails here with an ``ArtstyleError`` rather than at the first request."""
     settings = settings or ServeSettings()
     threads = settings.threads or cpu_count()
-    classifier = classifier or load(settings.model, precision=settings.precision, threads=threads, workers=threads)
+    # streams=1: the batcher makes one model call at a time, spread over every thread.
+    classifier = classifier or load(settings.model, precision=settings.precision, threads=threads, workers=threads,
+                                     streams=1)
     service = InferenceService(classifier, threads=threads, max_batch=settings.max_batch,
                                max_pixels=settings.max_pixels)
     explainer = Explainer(classifier.path, threads, settings.max_explain_queue)
