@@ -6,7 +6,7 @@ pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous bat
 
 The model runs several batches at once ("streams"), each call on one thread, rather than one
 batch at a time spread over every core: a convolution split across threads waits at a barrier
-after every layer, and on two cores that wait costs about 15 % of the model's throughput
+after every layer, and on two cores that wait costs a tenth or more of the model's throughput
 (bench/bench_predict.py measures both ways).
 """
 
