@@ -124,14 +124,18 @@ def predictor_runner(clf, in_model: list[float], cpu: list[float]):
     (summed over the streams, divided by their number): near 100 % of the wall time means
     decoding keeps up and the model is the bottleneck. Adds the process's CPU seconds to
     ``cpu``: CPU over wall near the core count means no core waits for another."""
+    import threading
+
     run_model = clf.run
+    lock = threading.Lock()  # the streams' threads all add to the one total
     active = [False]  # the model-only path calls the same classifier: count only this path's calls
 
     def counted(batch):
         tick = time.perf_counter()
         out = run_model(batch)
         if active[0]:
-            in_model[0] += (time.perf_counter() - tick) / clf.streams
+            with lock:
+                in_model[0] += (time.perf_counter() - tick) / clf.streams
         return out
     clf.run = counted
 

@@ -4,7 +4,8 @@
 
 - the CLI: `artstyle predict DIR` over the `--requests` images (a subprocess, as a user runs it),
   once before and once after the server runs, so both see the machine's load alike
-- the server (a subprocess on 127.0.0.1) with micro-batching at --max-batch 8 and 4, and off (1):
+- the server (a subprocess on 127.0.0.1) with micro-batching at --max-batch 8 and 4, and off (1),
+  each with every --streams setting given (default: the server's own, one stream per thread):
   warm-up, then a load generator in a second process sends `--requests` single-image requests
   from `--concurrency` clients: wrk with bench/wrk_post.lua (raw bodies; `apt-get install wrk`),
   or bench/loadgen.py (httpx, multipart) with `--client httpx` or when wrk is missing; zero errors required; p50/p99 latency, requests/s, and the
@@ -170,15 +171,17 @@ LOADERS = {"wrk": load_wrk, "httpx": load_httpx}
 
 
 def run_server(model: Path, images: Path, requests: int, concurrency: int, max_batch: int, workdir: Path,
-               client: str = "wrk") -> dict:
+               client: str = "wrk", streams: int | None = None) -> dict:
     load = LOADERS[client]
-    with Server(model, workdir / f"server-batch{max_batch}.log", "--max-batch", str(max_batch)) as server:
+    extra = ["--streams", str(streams)] if streams else []
+    with Server(model, workdir / f"server-batch{max_batch}-streams{streams}.log", "--max-batch", str(max_batch),
+                *extra) as server:
         warmup = load(server.url, images, WARMUP_REQUESTS, concurrency)
         rss_after_warmup = server.rss_mb()
         result = load(server.url, images, requests, concurrency)
         rss_after_load = server.rss_mb()
         batching = httpx.get(server.url + "/healthz").json()["batching"]
-    result.update(max_batch=max_batch, mean_batch=batching["recent_mean_batch"], warmup_errors=warmup["errors"], rss_mb_after_warmup=rss_after_warmup,
+    result.update(max_batch=max_batch, streams=batching.get("streams", 1), mean_batch=batching["recent_mean_batch"], warmup_errors=warmup["errors"], rss_mb_after_warmup=rss_after_warmup,
                   rss_mb_after_load=rss_after_load, rss_growth_mb=round(rss_after_load - rss_after_warmup, 1))
     return result
 
@@ -195,7 +198,8 @@ def report(results: dict) -> str:
     rows = [f"| CLI `artstyle predict DIR` (mean of 2 runs) | {cli:.1f} img/s | | | |"]
     for run in results["server"]:
         rows.append(
-            f"| server, max-batch {run['max_batch']} (mean {run['mean_batch']:.1f}), {run['concurrency']} clients "
+            f"| server, max-batch {run['max_batch']} (mean {run['mean_batch']:.1f}), {run.get('streams', 1)} "
+            f"stream(s), {run['concurrency']} clients "
             f"| {run['requests_per_s']:.1f} req/s "
             f"({run['requests_per_s'] / cli:.0%} of CLI) | {run['latency_ms']['p50']:.0f} / {run['latency_ms']['p99']:.0f} ms "
             f"| {run['errors']} | {run['rss_mb_after_warmup']:.0f} -> {run['rss_mb_after_load']:.0f} MB |")
@@ -213,6 +217,8 @@ def main() -> int:
     parser.add_argument("--results", default=str(RESULTS), help="where to write the JSON (default bench/results/serve.json)")
     parser.add_argument("--max-batch", type=int, nargs="+", default=[8, 4, 1],
                         help="server --max-batch settings to compare (1: no micro-batching)")
+    parser.add_argument("--streams", type=int, nargs="+", default=[0],
+                        help="server --streams settings to compare (0: the server's default)")
     parser.add_argument("--client", choices=sorted(LOADERS), default="wrk" if shutil.which("wrk") else "httpx",
                         help="load generator: wrk (C, raw bodies; default when installed) or bench/loadgen.py "
                              "(httpx, multipart)")
@@ -226,8 +232,8 @@ def main() -> int:
     results["images"] = image_summary(images)
 
     cli_runs = [run_cli(model, images, workdir / "cli-1.csv")]
-    results["server"] = [run_server(model, images, args.requests, args.concurrency, b, workdir, args.client)
-                         for b in args.max_batch]
+    results["server"] = [run_server(model, images, args.requests, args.concurrency, b, workdir, args.client, s)
+                         for b in args.max_batch for s in args.streams]
     cli_runs.append(run_cli(model, images, workdir / "cli-2.csv"))
     results["cli"] = cli_runs
     results["cli_images_per_s"] = round(sum(r["images_per_s"] for r in cli_runs) / len(cli_runs), 2)

@@ -85,6 +85,79 @@ def test_streams_give_the_same_answers_in_input_order(exported, bad_corpus):
         assert a.probs == pytest.approx(b.probs, abs=1e-5)
 
 
+def test_streams_really_run_side_by_side(exported):
+    """Two batches meet inside the model: a barrier that only two concurrent calls can pass
+    (one batch at a time would break it after its timeout)."""
+    import threading
+
+    clf = artstyle.load(exported.onnx, threads=2, streams=2)
+    barrier, run = threading.Barrier(2, timeout=20), clf.run
+
+    def meet_then_run(batch):
+        barrier.wait()
+        return run(batch)
+    clf.run = meet_then_run
+    preds = list(clf.predict_iter(exported.images[:4], batch_size=1))
+    assert [p.source for p in preds] == [str(p) for p in exported.images[:4]] and all(p.ok for p in preds)
+
+
+def test_a_slow_first_batch_still_comes_out_first(exported):
+    import time
+
+    clf = artstyle.load(exported.onnx, threads=3, streams=3)
+    expected = [clf.predict(p).probs for p in exported.images]
+    calls, run = [], clf.run
+
+    def first_one_slow(batch):
+        calls.append(len(batch))
+        if len(calls) == 1:
+            time.sleep(0.5)  # the other streams finish their batches meanwhile
+        return run(batch)
+    clf.run = first_one_slow
+    preds = list(clf.predict_iter(exported.images, batch_size=1))
+    assert [p.source for p in preds] == [str(p) for p in exported.images]
+    for pred, probs in zip(preds, expected):
+        assert pred.probs == pytest.approx(probs, abs=1e-5)
+
+
+def live_pipeline_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name.startswith(("artstyle-model", "artstyle-decode"))]
+
+
+def test_stopping_early_or_a_model_failure_leaves_no_threads(exported):
+    clf = artstyle.load(exported.onnx, threads=2, streams=2)
+    answers = clf.predict_iter(exported.images * 4, batch_size=2)
+    assert next(answers).ok
+    answers.close()  # a consumer that stops early
+    assert live_pipeline_threads() == []
+
+    def broken(batch):
+        raise RuntimeError("the model failed")
+    clf.run = broken
+    with pytest.raises(RuntimeError, match="the model failed"):
+        clf.predict(exported.images)
+    assert live_pipeline_threads() == []
+
+
+def test_raising_on_a_bad_input_first_yields_what_is_computed(exported, bad_corpus):
+    """errors="raise": the batches already in the model are answered before the error."""
+    clf = artstyle.load(exported.onnx, threads=2, streams=2)
+    good = exported.images[:6]
+    got = []
+    with pytest.raises(ImageLoadError, match="truncated"):
+        for pred in clf.predict_iter([*good, bad_corpus["truncated_jpeg"]], batch_size=2, errors="raise"):
+            got.append(pred.source)
+    assert got == [str(p) for p in good]
+
+
+def test_streams_cannot_outnumber_threads(exported):
+    with pytest.raises(ArtstyleError, match=r"streams \(3\) cannot exceed threads \(2\)"):
+        artstyle.load(exported.onnx, threads=2, streams=3)
+    assert [predictor.default_streams(t) for t in (1, 2, 5, 6, 16, 64)] == [1, 2, 1, 3, 4, 4]
+
+
 def test_a_short_list_is_shared_between_the_streams(exported):
     """Ten images on two streams run as two batches of five side by side, not one of ten."""
     clf = artstyle.load(exported.onnx, threads=2, streams=2)

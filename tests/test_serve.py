@@ -297,6 +297,48 @@ def test_concurrent_requests_share_model_calls(exported, classifier):
         assert p == pytest.approx(classifier.run(array[None])[0], abs=1e-5)
 
 
+def test_two_streams_run_two_batches_at_once(exported):
+    """With two streams, a second batch goes into the model while the first is still in it, and
+    every request still gets its own image's answer."""
+    import threading
+    import time
+
+    from artstyle.serve.inference import InferenceService
+
+    clf = artstyle.load(exported.onnx, threads=2, streams=2)
+    arrays = [clf.to_array(p) for p in exported.images[:6]]
+    expected = [clf.run(a[None])[0] for a in arrays]
+    inside, most, lock, run = [0], [0], threading.Lock(), clf.run
+
+    def slow_run(batch):  # long enough that the batcher can start a second call meanwhile
+        with lock:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.2)
+        try:
+            return run(batch)
+        finally:
+            with lock:
+                inside[0] -= 1
+    clf.run = slow_run
+
+    async def scenario():
+        service = InferenceService(clf, threads=2, max_batch=4, max_pixels=10**8)
+        await service.start()
+        try:
+            first = asyncio.ensure_future(service.probabilities(arrays[:1]))
+            await asyncio.sleep(0.05)  # the first image is in the model: a stream is busy
+            rest = await asyncio.gather(*(service.probabilities([a]) for a in arrays[1:]))
+            return [(await first)[0]] + [r[0] for r in rest], service.batching()
+        finally:
+            await service.stop()
+
+    probs, batching = asyncio.run(scenario())
+    assert batching["streams"] == 2 and most[0] == 2
+    for got, want in zip(probs, expected):
+        assert got == pytest.approx(want, abs=1e-5)
+
+
 # ----------------------------------------------------------------------------- the real server
 
 
@@ -505,6 +547,8 @@ def test_cli_errors_are_one_line(capsys, tmp_path):
     assert "model not found" in capsys.readouterr().err
     assert main(["serve", "--workers", "0"]) == 1
     assert "--workers must be at least 1" in capsys.readouterr().err
+    assert main(["serve", "--threads", "2", "--streams", "3"]) == 1
+    assert "--streams 3 cannot exceed the 2 thread(s) per process" in capsys.readouterr().err
     assert main(["serve", "--max-upload-mb", "-1"]) == 1
     assert "--max-upload-mb must be positive" in capsys.readouterr().err
 

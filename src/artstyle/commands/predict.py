@@ -49,8 +49,8 @@ def register(sub) -> None:
     p.add_argument("--workers", type=int, help="decode threads (default: one per CPU)")
     p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per CPU)")
     p.add_argument("--streams", type=int,
-                   help="batches in the model at once, sharing the threads (default: one per thread, "
-                        "the fastest; 1: one batch at a time over every thread)")
+                   help="batches in the model at once, each on threads/streams threads (default: one per "
+                        "thread, up to 4; 1: one batch at a time over every thread)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each URL's whole download (default 10)")
     p.add_argument("--max-download-mb", type=float, default=20.0, help="size cap for URLs (default 20 MB)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",

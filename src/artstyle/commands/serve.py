@@ -42,6 +42,9 @@ def register(sub) -> None:
     p.add_argument("--port", type=int, default=8000, help="port (default 8000; 0 picks a free one)")
     p.add_argument("--workers", type=int, default=1, help="server processes, each with the model (default 1)")
     p.add_argument("--threads", type=int, help="decode and ONNX Runtime threads per process (default: cores / workers)")
+    p.add_argument("--streams", type=int,
+                   help="micro-batches in the model at once, each on threads/streams threads (default: one "
+                        "per thread, up to 4; 1: one batch at a time over every thread)")
     p.add_argument("--max-upload-mb", type=float, default=DEFAULTS.max_upload_mb,
                    help=f"largest request body (default {DEFAULTS.max_upload_mb:g} MB)")
     p.add_argument("--max-images", type=int, default=DEFAULTS.max_images,
@@ -68,7 +71,7 @@ def register(sub) -> None:
 
 
 def check_args(args) -> None:
-    for name in ("workers", "threads", "max_images", "max_batch", "max_connections", "max_explain_queue"):
+    for name in ("workers", "threads", "streams", "max_images", "max_batch", "max_connections", "max_explain_queue"):
         value = getattr(args, name)
         if value is not None and value < 1:
             raise ArtstyleError(f"--{name.replace('_', '-')} must be at least 1")
@@ -110,10 +113,13 @@ def run(args) -> int:
     # Check the model in this process too, so a bad --model is one line here, not one per worker.
     read_card(resolve_model(args.model, args.precision))
     threads = args.threads or max(1, cpu_count() // args.workers)
+    if args.streams and args.streams > threads:
+        raise ArtstyleError(f"--streams {args.streams} cannot exceed the {threads} thread(s) per process: "
+                            f"each stream needs a thread (raise --threads or lower --streams)")
     settings = ServeSettings(
         model=args.model, precision=args.precision, max_upload_mb=args.max_upload_mb, max_images=args.max_images,
         max_megapixels=args.max_megapixels, request_timeout=args.request_timeout, idle_timeout=args.idle_timeout,
-        max_batch=args.max_batch, threads=threads, max_connections=args.max_connections,
+        max_batch=args.max_batch, threads=threads, streams=args.streams, max_connections=args.max_connections,
         max_explain_queue=args.max_explain_queue, api_key=api_key,
     )
     run_server(settings, host=args.host, port=args.port, workers=args.workers,

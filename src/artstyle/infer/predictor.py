@@ -4,10 +4,12 @@ Only onnxruntime, numpy and Pillow are imported (a test checks that torch never 
 who only predicts installs a small package. Images are decoded and preprocessed on a thread
 pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous batches.
 
-The model runs several batches at once ("streams"), each call on one thread, rather than one
-batch at a time spread over every core: a convolution split across threads waits at a barrier
-after every layer, and on two cores that wait costs a tenth or more of the model's throughput
-(bench/bench_predict.py measures both ways).
+The model runs several batches at once ("streams"), each call on its share of the threads,
+rather than one batch at a time spread over every core: a convolution split across threads waits
+at a barrier after every layer, and on two cores that wait costs a tenth or more of the model's
+throughput (bench/bench_predict.py measures both ways). Each stream holds its own activations
+(about 225 MB for the int8 default at batch 32, 400 MB in fp32: bench/bench_streams_memory.py), so the default stops at
+``MAX_DEFAULT_STREAMS``.
 """
 
 from __future__ import annotations
@@ -36,6 +38,9 @@ DEFAULT_MODEL = ASSETS / "default.onnx"
 INT8_SUFFIX = ".int8.onnx"
 PRECISIONS = ("auto", "fp32", "int8")
 DEFAULT_BATCH_SIZE = 32
+# Streams by default, at most: past a few, more streams add memory (one set of activations each)
+# faster than they add speed, since each call already has several threads.
+MAX_DEFAULT_STREAMS = 4
 CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
 # The label of a prediction below the classifier's min_confidence (its probabilities are kept).
 UNCERTAIN = "uncertain"
@@ -251,18 +256,25 @@ class Classifier:
     def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
                      workers: int | None = None) -> Iterator[Prediction]:
         """Predictions as they are produced, in input order. Decoding runs ahead on a thread
-        pool of ``workers``, and up to ``streams`` batches run through the model at once, so
-        the cores never wait for each other."""
+        pool of ``workers``, and up to ``streams`` batches run through the model at once.
+        With ``errors="raise"``, the predictions of the batches already in the model are
+        yielded before the bad input's ``ImageLoadError`` is raised."""
         batch_size = batch_size or self.batch_size_for(inputs)
         decoder = ThreadPoolExecutor(max_workers=workers or self.workers, thread_name_prefix="artstyle-decode")
         model = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="artstyle-model")
         running: deque = deque()
         try:
-            for ready in self.decoded_batches(inputs, batch_size, errors, decoder):
-                running.append((ready, model.submit(self.run_ready, ready)))
-                # One batch queued behind the streams, so a stream that finishes starts the next at once.
-                if len(running) > self.streams:
+            try:
+                for ready in self.decoded_batches(inputs, batch_size, errors, decoder):
+                    running.append((ready, model.submit(self.run_ready, ready)))
+                    # One batch queued behind the streams, so a stream that finishes starts the next at once.
+                    if len(running) > self.streams:
+                        yield from self.finish(*running.popleft())
+            except ImageLoadError:
+                # errors="raise": what is already computed is not lost; then the bad input's error.
+                while running:
                     yield from self.finish(*running.popleft())
+                raise
             while running:
                 yield from self.finish(*running.popleft())
         finally:
@@ -393,9 +405,10 @@ def load(model: str | os.PathLike | None = None, *, precision: str = "auto", thr
     named, and for the shipped model its int8 version when installed.
 
     ``threads``: ONNX Runtime threads in all (default: the CPUs this process may use);
-    ``streams``: batches ``predict`` runs through the model at once, sharing those threads
-    (default: one per thread, the fastest way; 1 spreads each call over every thread, which
-    suits code that calls ``run`` one batch at a time); ``workers``: decode threads;
+    ``streams``: batches ``predict`` runs through the model at once, each call on
+    ``threads // streams`` threads (default: ``default_streams(threads)``, one per thread up to
+    four; 1 spreads each call over every thread, which suits code that calls ``run`` one batch
+    at a time; each stream holds its own activations); ``workers``: decode threads;
     ``url_timeout`` (seconds, for each whole download) and ``max_download`` (bytes) apply to http(s) inputs, which may not reach loopback, private,
     link-local, multicast or reserved addresses unless ``allow_private_urls``.
     A prediction whose confidence is below ``min_confidence`` is labelled ``"uncertain"`` (its
@@ -417,11 +430,20 @@ def from_bytes(model_bytes: bytes, card: dict, path: Path, *, threads: int | Non
     against the card's sha256 here, where they are used."""
     check_sha256(model_bytes, card, path)
     threads = threads or cpu_count()
-    streams = streams or threads
-    session = create_session(model_bytes, path, max(1, threads // streams))
+    streams = streams or default_streams(threads)
+    if streams > threads:
+        raise ArtstyleError(f"streams ({streams}) cannot exceed threads ({threads}): each stream needs a thread")
+    session = create_session(model_bytes, path, threads // streams)
     outputs = session.get_outputs()[0].shape
     if outputs and isinstance(outputs[-1], int) and outputs[-1] != len(card["classes"]):
         raise ArtstyleError(f"{path}: the model has {outputs[-1]} outputs but its card lists {len(card['classes'])} classes")
     return Classifier(session, card, path, batch_size=batch_size, workers=workers, streams=streams,
                       url_timeout=url_timeout, max_download=max_download, min_confidence=min_confidence,
                       allow_private_urls=allow_private_urls)
+
+
+def default_streams(threads: int) -> int:
+    """The largest number of streams, at most ``MAX_DEFAULT_STREAMS``, that shares ``threads``
+    evenly (2 -> 2, 6 -> 3, 16 -> 4 of 4 threads each; 5 -> 1), so no thread sits idle and
+    none is oversubscribed."""
+    return max(n for n in range(1, min(threads, MAX_DEFAULT_STREAMS) + 1) if threads % n == 0)

@@ -75,9 +75,8 @@ def create_app(settings: ServeSettings | None = None, classifier: Classifier | N
     missing or damaged model fails here with an ``ArtstyleError`` rather than at the first request."""
     settings = settings or ServeSettings()
     threads = settings.threads or cpu_count()
-    # streams=1: the batcher makes one model call at a time, spread over every thread.
     classifier = classifier or load(settings.model, precision=settings.precision, threads=threads, workers=threads,
-                                     streams=1)
+                                     streams=settings.streams)
     service = InferenceService(classifier, threads=threads, max_batch=settings.max_batch,
                                max_pixels=settings.max_pixels)
     explainer = Explainer(classifier.path, threads, settings.max_explain_queue)
@@ -256,7 +255,7 @@ async def model_card(service: Service) -> dict:
 
 @router.get("/healthz", response_model=Health, summary="Liveness, whether the model is loaded, and the limits")
 async def healthz(service: Service, settings: Settings, explainer: ExplainerDep):
-    return Health(status="ok", model_loaded=service.worker is not None and not service.worker.done(),
+    return Health(status="ok", model_loaded=service.running(),
                   model=service.classifier.path.name, classes=service.classifier.classes,
                   explain=ExplainStatus(available=explainer.available, detail=explainer.unavailable_reason),
                   limits=settings.limits(), batching=service.batching())

@@ -1,8 +1,9 @@
 """Inference off the event loop: uploads are decoded on a thread pool sized to the cores, and
-the model runs on one thread of its own, taking every image that is waiting at that moment as
-one batch (micro-batching: no added wait when idle; under load, the images of concurrent
-requests share a model call). ONNX Runtime, Pillow and numpy release the GIL, so the event
-loop stays free to accept and parse other requests meanwhile.
+the model runs on the classifier's streams (one thread each, as in ``predict``): whenever a
+stream is free, it takes every image that is waiting at that moment as one batch
+(micro-batching: no added wait when idle; under load, the images of concurrent requests share
+a model call). ONNX Runtime, Pillow and numpy release the GIL, so the event loop stays free to
+accept and parse other requests meanwhile.
 """
 
 from __future__ import annotations
@@ -43,24 +44,30 @@ class InferenceService:
         self.max_batch = max(1, max_batch)
         self.max_pixels = max_pixels
         self.decode_pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="artstyle-decode")
-        # One model call at a time: ONNX Runtime already spreads each call over the cores.
-        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artstyle-model")
+        # One thread per stream: up to that many batches in the model at once.
+        self.streams = classifier.streams
+        self.model_threads = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="artstyle-model")
         self.queue: asyncio.Queue[Job] | None = None
-        self.worker: asyncio.Task | None = None
+        self.workers: list[asyncio.Task] = []  # one batcher per stream, all taking from one queue
         self.batch_sizes: deque[int] = deque(maxlen=1000)  # recent model calls' sizes, for /healthz
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         self.queue = asyncio.Queue()
-        self.worker = asyncio.create_task(self.run_batches(), name="artstyle-batcher")
+        self.workers = [asyncio.create_task(self.run_batches(), name=f"artstyle-batcher-{i}")
+                        for i in range(self.streams)]
+
+    def running(self) -> bool:
+        """Whether every stream's batcher is up (a crashed one would leave requests waiting)."""
+        return bool(self.workers) and not any(w.done() for w in self.workers)
 
     async def stop(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-            await asyncio.gather(self.worker, return_exceptions=True)
+        for worker in self.workers:
+            worker.cancel()
+        await asyncio.gather(*self.workers, return_exceptions=True)
         self.decode_pool.shutdown(wait=False, cancel_futures=True)
-        self.model_thread.shutdown(wait=False, cancel_futures=True)
+        self.model_threads.shutdown(wait=False, cancel_futures=True)
 
     # ------------------------------------------------------------------ per request
 
@@ -87,22 +94,22 @@ class InferenceService:
     def batching(self) -> dict:
         """Whether micro-batching happens: the mean size of the recent model calls."""
         recent = list(self.batch_sizes)
-        return {"max_batch": self.max_batch, "recent_mean_batch": round(sum(recent) / len(recent), 2) if recent else 0}
-
-    async def in_model_thread(self, fn, *args):
-        """Run other model work (Grad-CAM) in turn with the batches, never beside them."""
-        return await asyncio.get_running_loop().run_in_executor(self.model_thread, fn, *args)
+        return {"max_batch": self.max_batch, "streams": self.streams,
+                "recent_mean_batch": round(sum(recent) / len(recent), 2) if recent else 0}
 
     # ------------------------------------------------------------------ the batcher
 
     async def run_batches(self) -> None:
+        """One of the streams: take every image waiting (up to ``max_batch``), run it, repeat."""
+        loop = asyncio.get_running_loop()
         while True:
             jobs = await self.next_batch()
             if not jobs:
                 continue
             try:
-                probs = await self.in_model_thread(self.classifier.run, np.stack([j.array for j in jobs]))
-            except Exception as exc:  # noqa: BLE001 - an ORT failure answers its requests, never stops the loop
+                probs = await loop.run_in_executor(self.model_threads, self.classifier.run,
+                                                   np.stack([j.array for j in jobs]))
+            except Exception as exc:  # noqa: BLE001 - an ORT failure answers its requests, never stops the stream
                 for job in jobs:
                     if not job.future.done():
                         job.future.set_exception(exc)

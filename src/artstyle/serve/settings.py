@@ -23,6 +23,7 @@ class ServeSettings:
     idle_timeout: float = 5.0  # seconds a connection may sit idle or spend sending a request head
     max_batch: int = 4  # images per model call when concurrent requests are batched; 1: no batching
     threads: int | None = None  # decode threads and ONNX Runtime threads (default: cores / workers)
+    streams: int | None = None  # batches in the model at once, sharing the threads (default: one per thread, up to 4)
     max_connections: int = 128  # beyond this uvicorn answers 503 rather than queueing without bound
     # ?explain=true requests admitted at once (running or waiting for the explain thread); more get 503.
     max_explain_queue: int = 4
