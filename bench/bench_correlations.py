@@ -20,13 +20,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from crossval_run import grouped_cv, load_crossval
 
-from artstyle.config import TrainConfig
-from artstyle.engine.crossval import grouped_metrics, out_of_fold_logits
 from artstyle.engine.data import build_loader
-from artstyle.engine.probe import ViewDataset, cached_features, with_views
-from artstyle.engine.transforms import create_view_augmentation
-from artstyle.models import create_model
+from artstyle.engine.probe import ViewDataset
 
 LEVELS = [0, 1, 2, 3]  # the stem and the first three stages of an EfficientNet
 RESULTS = Path(__file__).resolve().parent / "results" / "crossval_correlations.json"
@@ -57,40 +54,25 @@ def correlation_features(backbone, views: pd.DataFrame, spec, augment) -> np.nda
     return np.concatenate(out)
 
 
-def grouped_cv(x, views, frame, cfg, classes, c) -> dict:
-    """Out-of-fold accuracy exactly as ``crossval --mode probe`` computes it."""
-    fold = frame["fold"].to_numpy()
-    logits = out_of_fold_logits(x, views, fold, classes, c, cfg.balance)[0]
-    m = grouped_metrics(frame, logits, fold, classes)
-    return {**{k: m[k] for k in ("mean_accuracy", "group_mean_accuracy", "worst_group", "worst_group_accuracy")},
-            "groups_under_0.70": sorted(g for g, r in m["groups"].items() if r["accuracy"] < 0.70)}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crossval", default="runs/default/crossval", help="a probe-mode crossval output dir")
     parser.add_argument("--cache", default="runs/correlations", help="where the correlation features are kept")
     args = parser.parse_args()
 
-    cv = Path(args.crossval)
-    cfg = TrainConfig.from_dict({k: v for k, v in json.loads((cv / "config.json").read_text()).items() if k != "folds"})
-    frame = pd.read_csv(cv / "folds.csv", keep_default_na=False)
-    classes = sorted(frame["label"].unique())
-    model, spec = create_model(cfg.backbone, classes, pretrained=True, image_size=cfg.image_size, head=cfg.head)
-    views = with_views(frame.drop(columns="fold"), cfg.probe_views)
-    augment = create_view_augmentation(cfg)
+    run = load_crossval(Path(args.crossval))
     cache = Path(args.cache) / "correlations.npy"
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, correlation_features(model.backbone, views, spec, augment))
+        np.save(cache, correlation_features(run.model.backbone, run.views, run.spec, run.augment))
     corr = np.load(cache)
-    style = cached_features(Path(cfg.feature_cache), model, spec, {"all": views}, torch.device("cpu"), 2,
-                            augment=augment)["all"]
+    style = run.features
     both = np.concatenate([style, corr], 1)
     results = {}
-    for name, x, c in (("style (shipped)", style, cfg.probe_c), ("style + correlations", both, cfg.probe_c),
+    shipped_c = run.cfg.probe_c
+    for name, x, c in (("style (shipped)", style, shipped_c), ("style + correlations", both, shipped_c),
                        ("style + correlations, C 0.05", both, 0.05)):
-        results[name] = grouped_cv(x, views, frame, cfg, classes, c)
+        results[name] = grouped_cv(run, x, c)
         print(name, results[name], flush=True)
     RESULTS.write_text(json.dumps({"command": "python bench/bench_correlations.py", "levels": "stem + stages 1-3",
                                    "correlation_features": int(corr.shape[1]), "results": results}, indent=2) + "\n")

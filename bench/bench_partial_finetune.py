@@ -25,14 +25,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
+from crossval_run import headline, load_crossval
 from torch import nn
 
-from artstyle.config import TrainConfig
 from artstyle.engine.crossval import grouped_metrics
 from artstyle.engine.data import build_loader
-from artstyle.engine.probe import ViewDataset, cached_features, fit_head, sample_weights, views_of, with_views
-from artstyle.engine.transforms import create_view_augmentation
-from artstyle.models import create_model
+from artstyle.engine.probe import ViewDataset, fit_head, sample_weights, views_of
 from artstyle.models.style import STD_EPS
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crossval_partial_finetune.json"
@@ -112,12 +110,6 @@ def logits_of(top: TrainableTop, acts: np.ndarray, stats: np.ndarray) -> np.ndar
                            for i in range(0, len(acts), 256)])
 
 
-def summary(m: dict) -> dict:
-    return {**{k: m[k] for k in ("mean_accuracy", "group_mean_accuracy", "worst_group", "worst_group_accuracy")},
-            "groups_under_0.70": sorted(g for g, r in m["groups"].items() if r["accuracy"] < 0.70),
-            "groups": {g: round(r["accuracy"], 3) for g, r in m["groups"].items()}}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--crossval", default="runs/default/crossval", help="a probe-mode crossval output dir")
@@ -128,20 +120,13 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(0)
 
-    cv = Path(args.crossval)
-    cfg = TrainConfig.from_dict({k: v for k, v in json.loads((cv / "config.json").read_text()).items() if k != "folds"})
-    frame = pd.read_csv(cv / "folds.csv", keep_default_na=False)
-    classes = sorted(frame["label"].unique())
-    model, spec = create_model(cfg.backbone, classes, pretrained=True, image_size=cfg.image_size, head=cfg.head)
-    backbone = model.backbone
-    views = with_views(frame.drop(columns="fold"), cfg.probe_views)
-    augment = create_view_augmentation(cfg)
-    features = cached_features(Path(cfg.feature_cache), model, spec, {"all": views}, torch.device("cpu"), 2,
-                               augment=augment)["all"]
+    run = load_crossval(Path(args.crossval))
+    cfg, frame, classes, views, features = run.cfg, run.frame, run.classes, run.views, run.features
+    backbone = run.model.backbone
     cache = Path(args.cache) / "activations.npy"
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, frozen_activations(backbone, views, spec, augment))
+        np.save(cache, frozen_activations(backbone, views, run.spec, run.augment))
     acts = np.load(cache, mmap_mode="r")
     frozen_width = sum(2 * level.shape[1] for level in backbone.forward_intermediates(
         torch.zeros(1, 3, 64, 64), indices=list(range(FIRST_TRAINED_STAGE + 1)), intermediates_only=True,
@@ -149,7 +134,7 @@ def main() -> None:
     stats = np.ascontiguousarray(features[:, :frozen_width], dtype=np.float32)
 
     targets = views["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
-    fold = frame["fold"].to_numpy()
+    fold = run.fold
     view_fold = np.tile(fold, len(views) // len(fold))
     clean = (views_of(views) == 0).to_numpy()
     lp, ft = np.zeros((len(frame), len(classes))), np.zeros((len(frame), len(classes)))
@@ -169,9 +154,10 @@ def main() -> None:
 
     scored = np.isin(fold, chosen)
     part = frame[scored].reset_index(drop=True)
-    results = {"LP (the shipped probe)": summary(grouped_metrics(part, lp[scored], fold[scored], classes)),
-               f"LP-FT, stages {FIRST_TRAINED_STAGE}-6 + head, {args.epochs} epochs, lr {args.lr}":
-                   summary(grouped_metrics(part, ft[scored], fold[scored], classes))}
+    def scored_headline(logits: np.ndarray) -> dict:
+        return headline(grouped_metrics(part, logits[scored], fold[scored], classes), with_groups=True)
+    results = {"LP (the shipped probe)": scored_headline(lp),
+               f"LP-FT, stages {FIRST_TRAINED_STAGE}-6 + head, {args.epochs} epochs, lr {args.lr}": scored_headline(ft)}
     for name, r in results.items():
         print(name, {k: v for k, v in r.items() if k != "groups"})
     RESULTS.write_text(json.dumps({"command": "python bench/bench_partial_finetune.py " + " ".join(
