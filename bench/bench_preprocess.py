@@ -4,10 +4,14 @@
 
 Single-threaded CPU time per image (``time.thread_time``, so other load on the machine inflates
 it far less than wall time) for the steps the predictor runs on its decode threads: open (header),
-JPEG decode at draft size, EXIF orientation, resize and centre crop to the model's input, and
-normalisation to float32 CHW; beside them, the model's own CPU time per image (ONNX Runtime, batch
-32, called as one of the predictor's streams calls it: on its own thread). Their ratio is the ceiling of end to end over model-only on a machine whose
-cores are all busy with the model. Writes bench/results/preprocess.json.
+JPEG decode at draft size, EXIF orientation (and RGB), and the resize and centre crop to the model's input
+(OpenCV, ``preprocess.crop_pixels``). Side by side on the same images, what the predictor did
+before PREPROCESS_VERSION 2: Pillow's bilinear resize of the same box, then normalisation to
+float32 CHW in numpy (a model exported with --float-input still needs it; the default export
+takes the uint8 pixels and normalises inside the graph). Beside them, the model's own CPU time
+per image (ONNX Runtime, batch 32, called as one of the predictor's streams calls it: on its
+own thread). Their ratio is the ceiling of end to end over model-only on a machine whose cores
+are all busy with the model. Writes bench/results/preprocess.json.
 """
 
 from __future__ import annotations
@@ -23,13 +27,24 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "preprocess.json"
 BATCH = 32
+STEPS = ("open", "decode", "exif", "resize_opencv", "resize_pillow", "normalize")
+
+
+def pillow_resize(img: Image.Image, size: int, crop_pct: float) -> Image.Image:
+    """The resize before PREPROCESS_VERSION 2: Pillow's bilinear (antialiased) on the same box."""
+    from artstyle.preprocess import crop_box
+
+    left, top, side = crop_box(*img.size, crop_pct)
+    return img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side),
+                      reducing_gap=3.0)
 
 
 def step_times(files: list[str], clf) -> dict[str, float]:
     """Mean CPU milliseconds per image of each step, in the predictor's order."""
-    from artstyle.preprocess import normalize, resize_and_crop
+    from artstyle.images import to_rgb
+    from artstyle.preprocess import crop_pixels, normalize
 
-    totals = dict.fromkeys(("open", "decode", "exif", "resize_and_crop", "normalize"), 0.0)
+    totals = dict.fromkeys(STEPS, 0.0)
     for path in files:
         tick = time.thread_time()
         img = Image.open(path)
@@ -38,10 +53,13 @@ def step_times(files: list[str], clf) -> dict[str, float]:
             img.draft("RGB", (clf.draft_size, clf.draft_size))
         img.load()
         tick = lap(totals, "decode", tick)
-        img = (ImageOps.exif_transpose(img) or img).convert("RGB")
+        ImageOps.exif_transpose(img, in_place=True)
+        img = to_rgb(img)
         tick = lap(totals, "exif", tick)
-        crop = resize_and_crop(img, clf.image_size, clf.crop_pct)
-        tick = lap(totals, "resize_and_crop", tick)
+        crop_pixels(img, clf.image_size, clf.crop_pct)
+        tick = lap(totals, "resize_opencv", tick)
+        crop = pillow_resize(img, clf.image_size, clf.crop_pct)
+        tick = lap(totals, "resize_pillow", tick)
         normalize(crop, clf.mean, clf.std)
         lap(totals, "normalize", tick)
     return {k: round(v / len(files) * 1000, 3) for k, v in totals.items()}
@@ -73,17 +91,27 @@ def main() -> None:
     from artstyle.infer.sources import images_in_folder
 
     clf = artstyle.load(args.model)
+    from artstyle.images import resolve_link_stub
+
     every = images_in_folder(args.data)
-    files = [every[int(i * len(every) / args.images)] for i in range(min(args.images, len(every)))]
+    files = [resolve_link_stub(every[int(i * len(every) / args.images)]) for i in range(min(args.images, len(every)))]
     steps = step_times(files, clf)
     sizes = sorted(min(Image.open(f).size) for f in files)
     result = {"command": "python bench/bench_preprocess.py " + " ".join(
                   f"--{k} {v}" for k, v in vars(args).items() if v is not None),
               "model": clf.path.name, "image_size": clf.image_size, "images": len(files),
               "median_short_side_px": sizes[len(sizes) // 2], "cpu_ms_per_image": steps,
-              "preprocess_total_ms": round(sum(steps.values()), 3), "model_cpu_ms_per_image": model_cpu_ms(clf, files)}
-    result["ceiling_end_to_end_over_model_only"] = round(
-        result["model_cpu_ms_per_image"] / (result["model_cpu_ms_per_image"] + result["preprocess_total_ms"]), 3)
+              "model_input": "uint8 pixels" if clf.pixel_input else "float32, normalised"}
+    now = steps["open"] + steps["decode"] + steps["exif"] + steps["resize_opencv"]
+    before = now - steps["resize_opencv"] + steps["resize_pillow"] + steps["normalize"]
+    model_ms = model_cpu_ms(clf, files)
+    result.update({
+        "preprocess_total_ms": round(now, 3),
+        "preprocess_total_ms_before": round(before, 3),
+        "model_cpu_ms_per_image": model_ms,
+        "ceiling_end_to_end_over_model_only": round(model_ms / (model_ms + now), 3),
+        "ceiling_before": round(model_ms / (model_ms + before), 3),
+    })
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
 

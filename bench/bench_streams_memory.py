@@ -27,7 +27,9 @@ import artstyle
 
 streams, precision, batch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 clf = artstyle.load(precision=precision, threads=streams, streams=streams)
-x = np.random.default_rng(0).random((batch, 3, clf.image_size, clf.image_size), dtype=np.float32)
+shape = (batch, clf.image_size, clf.image_size, 3) if clf.pixel_input else (batch, 3, clf.image_size, clf.image_size)
+x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+x = x if clf.pixel_input else x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with ThreadPoolExecutor(streams) as pool:
     for _ in range(2):

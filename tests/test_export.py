@@ -19,7 +19,7 @@ from artstyle.errors import ArtstyleError
 from artstyle.engine import export as export_module
 from artstyle.engine.export import check_parity, export_onnx
 from artstyle.images import open_image
-from artstyle.preprocess import preprocess
+from artstyle.preprocess import crop_pixels, normalize, pixels_from_normalized
 from predict_support import CLASSES, IMAGE_SIZE
 
 
@@ -31,7 +31,7 @@ def torch_model(exported):
 
 def fast_export(monkeypatch, exported):
     """Reuse the session's ONNX instead of re-tracing (20 s): the rest of export runs for real."""
-    monkeypatch.setattr(export_module, "write_onnx", lambda model, size, path, opset: shutil.copyfile(exported.onnx, path))
+    monkeypatch.setattr(export_module, "write_onnx", lambda model, size, path, opset, pixel_input=True: shutil.copyfile(exported.onnx, path))
 
 
 def test_card_records_model_preprocessing_and_provenance(exported):
@@ -88,20 +88,44 @@ def test_batch_dimension_is_dynamic(exported):
     session = ort.InferenceSession(str(exported.onnx), providers=["CPUExecutionProvider"])
     assert isinstance(session.get_inputs()[0].shape[0], str)
     for batch in (1, 3, 7):
-        probs = session.run(None, {"input": np.zeros((batch, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)})[0]
+        probs = session.run(None, {"pixels": np.zeros((batch, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)})[0]
         assert probs.shape == (batch, 3)
         np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
 
 
 def test_onnx_matches_pytorch_on_real_images(exported, torch_model):
+    """The export takes the decoded pixels and normalises them in the graph; PyTorch gets them
+    normalised by numpy, as evaluation does. Both must give the same probabilities."""
     model, spec, _ = torch_model
-    batch = np.stack([preprocess(open_image(p), spec.image_size, spec.mean, spec.std, spec.crop_pct)
-                      for p in exported.images])
+    pixels = np.stack([crop_pixels(open_image(p), spec.image_size, spec.crop_pct) for p in exported.images])
+    batch = np.stack([normalize(p, spec.mean, spec.std) for p in pixels])
     with torch.inference_mode():
         expected = torch.softmax(model(torch.from_numpy(batch)), 1).numpy()
     session = ort.InferenceSession(str(exported.onnx), providers=["CPUExecutionProvider"])
-    got = session.run(None, {"input": batch})[0]
+    assert session.get_inputs()[0].type == "tensor(uint8)" and exported.card["input"]["layout"] == "NHWC"
+    got = session.run(None, {"pixels": pixels})[0]
     assert np.abs(got - expected).max() <= 1e-4
+    np.testing.assert_array_equal(pixels_from_normalized(batch, spec.mean, spec.std), pixels)
+
+
+def test_float_input_export_gives_the_same_answers(exported, tmp_path):
+    """``--float-input``: normalised float32 NCHW in, for runtimes that preprocess for
+    themselves (and every export before PREPROCESS_VERSION 2); the predictor feeds either kind
+    and gets the same probabilities."""
+    import artstyle
+
+    out = tmp_path / "float" / "model.onnx"
+    assert main(["export", str(exported.run), "-o", str(out), "--float-input",
+                 "--parity-images", *map(str, exported.images[:3])]) == 0
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["input"] == {"name": "input", "shape": ["batch", 3, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",
+                             "layout": "NCHW"}
+    floats, pixels = artstyle.load(out), artstyle.load(exported.onnx)
+    assert not floats.pixel_input and pixels.pixel_input
+    assert floats.to_array(exported.images[0]).dtype == np.float32
+    got = [[p.probs[c] for c in p.probs] for p in floats.predict(exported.images)]
+    expected = [[p.probs[c] for c in p.probs] for p in pixels.predict(exported.images)]
+    np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
 def test_parity_failure_writes_nothing(exported, torch_model, tmp_path, monkeypatch):
@@ -120,8 +144,9 @@ def test_parity_failure_writes_nothing(exported, torch_model, tmp_path, monkeypa
 
 def test_check_parity_reports_the_difference(exported, torch_model):
     model, _, _ = torch_model
-    wrapped = export_module.ProbabilityModel(model).eval()
-    batch = np.zeros((2, 3, IMAGE_SIZE, IMAGE_SIZE), np.float32)
+    model, spec, _ = torch_model
+    wrapped = export_module.ProbabilityModel(model, 1.0, spec.mean, spec.std).eval()
+    batch = np.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
     assert check_parity(wrapped, exported.onnx, batch, 1e-4)["passed"]
     with pytest.raises(ArtstyleError, match="differ by"):
         check_parity(wrapped, exported.onnx, batch, -1.0)

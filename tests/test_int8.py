@@ -41,7 +41,7 @@ def int8_export(run_with_split, exported, tmp_path_factory):
     session's (tracing again takes 20 s), everything else runs for real."""
     out = tmp_path_factory.mktemp("int8-model") / "model.onnx"
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(export_module, "write_onnx", lambda model, size, path, opset: shutil.copyfile(exported.onnx, path))
+        mp.setattr(export_module, "write_onnx", lambda model, size, path, opset, pixel_input=True: shutil.copyfile(exported.onnx, path))
         code = main(["export", str(run_with_split), "-o", str(out), "--int8", "--calibration-size", "16",
                      "--min-agreement", "0.5"])
     assert code == 0
@@ -160,8 +160,11 @@ def test_stem_and_head_stay_fp32(exported):
     graph = onnx.load(str(exported.onnx)).graph
     by_name = {n.name: n.op_type for n in graph.node}
     kept = quantize.fp32_nodes(exported.onnx)
-    assert by_name[kept[0]] == "Conv" and graph.node[0].name == kept[0]  # the stem reads the input
-    assert [by_name[n] for n in kept[1:]] == ["ReduceMean", "Reshape", "Gemm", "Softmax"]
+    first_conv = next(n for n in graph.node if n.op_type == "Conv")
+    # The stem: the first convolution, and the normalisation of the pixels before it.
+    assert kept[0] == first_conv.name and "conv_stem" in first_conv.input[1]
+    assert [by_name[n] for n in kept[1:]] == ["Transpose", "Cast", "Mul", "Add", "ReduceMean", "Reshape", "Gemm",
+                                              "Softmax"]
 
 
 def test_cli_defaults_are_the_library_defaults():

@@ -155,7 +155,8 @@ def _decode(img: Image.Image, label: str, max_pixels: int | None, draft_size: in
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # Pillow's palette-transparency notices are not news
             img.load()
-            img = ImageOps.exif_transpose(img) or img
+            # In place: without an orientation to apply, exif_transpose would return a full copy.
+            ImageOps.exif_transpose(img, in_place=True)
             return to_rgb(img)
     except ImageLoadError:
         raise

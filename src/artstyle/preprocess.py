@@ -2,51 +2,85 @@
 shared by the torch-free predictor, the server, the engine's evaluation, the export parity check,
 int8 calibration and Grad-CAM.
 
-One implementation on Pillow + numpy means an exported model sees exactly the pixels the
-PyTorch model was validated on (the export parity check relies on it).
+One implementation means an exported model sees exactly the pixels the PyTorch model was
+validated on (the export parity check relies on it). Decoding is Pillow's; the resize is
+OpenCV's, which does on two cores what Pillow's takes five times as long to do: on small images
+Pillow's resize was the largest single cost before the model (bench/bench_preprocess.py).
 """
 
 from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 from PIL import Image
 
 from .errors import ImageLoadError
 from .images import DEFAULT_MAX_PIXELS, Source, describe_source, open_image
 
-RESAMPLE = Image.Resampling.BILINEAR
+# Names the pixels this module produces: cached features (engine.probe.feature_key) are reused only
+# for the same version. v2: OpenCV resize on a whole-pixel crop box (v1 was Pillow's bilinear).
+PREPROCESS_VERSION = 2
+
+# OpenCV's own thread pool would oversubscribe the decode workers, which already keep every core
+# busy (Ultralytics sets the same for its data loaders).
+cv2.setNumThreads(0)
+
+
+def crop_box(width: int, height: int, crop_pct: float = 1.0) -> tuple[int, int, int]:
+    """(left, top, side) of the centred square covering ``crop_pct`` of the short side, in whole
+    pixels (a slice of the decoded array, not a copy)."""
+    side = max(1, round(min(width, height) * crop_pct))
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def crop_pixels(img: Image.Image | np.ndarray, size: int, crop_pct: float = 1.0) -> np.ndarray:
+    """RGB image -> the model's ``size`` x ``size`` view as uint8 HWC: the centred square of
+    ``crop_pct`` x the short side, resized. Enlarging is bilinear; shrinking averages the pixels
+    each output pixel covers (OpenCV's INTER_AREA), so a large image is not aliased."""
+    pixels = np.asarray(img)
+    height, width = pixels.shape[:2]
+    left, top, side = crop_box(width, height, crop_pct)
+    square = pixels[top:top + side, left:left + side]
+    if side == size:
+        return np.ascontiguousarray(square)
+    interpolation = cv2.INTER_LINEAR if side < size else cv2.INTER_AREA
+    return cv2.resize(square, (size, size), interpolation=interpolation)
 
 
 def resize_and_crop(img: Image.Image, size: int, crop_pct: float = 1.0) -> Image.Image:
-    """The centred square covering ``crop_pct`` of the short side, resized to ``size`` x ``size``:
-    what "resize the short side to size / crop_pct, then centre-crop size" gives, done in one
-    resize of just the cropped box (a 1x20000 strip would otherwise be blown up whole first)."""
-    w, h = img.size
-    side = min(w, h) * crop_pct
-    left, top = (w - side) / 2, (h - side) / 2
-    # reducing_gap makes large downscales fast (a box reduce first) at no visible cost.
-    return img.resize((size, size), RESAMPLE, box=(left, top, left + side, top + side), reducing_gap=3.0)
+    """``crop_pixels`` as a PIL image, for what displays the model's view (Grad-CAM)."""
+    return Image.fromarray(crop_pixels(img, size, crop_pct))
 
 
-def normalize(img: Image.Image, mean, std) -> np.ndarray:
-    """RGB PIL image -> float32 CHW array, (x/255 - mean) / std.
+def normalize(pixels: Image.Image | np.ndarray, mean, std) -> np.ndarray:
+    """uint8 HWC RGB (array or PIL image) -> float32 CHW array, (x/255 - mean) / std: the input
+    of a model that does not normalise for itself (PyTorch, and ONNX exports with float input).
 
     Written as one uint8->float32 copy into CHW order and two in-place ops (x * scale + bias):
-    about 9x faster than the textbook expression, which matters when decoding and ONNX Runtime
-    share two cores."""
+    about 9x faster than the textbook expression."""
     std = np.asarray(std, dtype=np.float32)
     scale = (1.0 / (255.0 * std)).reshape(3, 1, 1)
     bias = (-np.asarray(mean, dtype=np.float32) / std).reshape(3, 1, 1)
-    out = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
+    out = np.asarray(pixels, dtype=np.uint8).transpose(2, 0, 1).astype(np.float32, order="C")
     out *= scale
     out += bias
     return out
 
 
+def pixels_from_normalized(batch: np.ndarray, mean, std) -> np.ndarray:
+    """``normalize``'s inverse for a float32 NCHW batch -> uint8 NHWC, exact (the rounding error
+    of float32 is far below half a level): for code that holds PyTorch's input and feeds a model
+    that normalises itself."""
+    mean = np.asarray(mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(std, dtype=np.float32).reshape(1, 3, 1, 1)
+    pixels = np.rint((batch * std + mean) * 255.0).clip(0, 255).astype(np.uint8)
+    return np.ascontiguousarray(pixels.transpose(0, 2, 3, 1))
+
+
 def preprocess(img: Image.Image, size: int, mean, std, crop_pct: float = 1.0) -> np.ndarray:
-    return normalize(resize_and_crop(img, size, crop_pct), mean, std)
+    return normalize(crop_pixels(img, size, crop_pct), mean, std)
 
 
 def decode_size(image_size: int, crop_pct: float = 1.0) -> int:
@@ -61,12 +95,12 @@ def load_image(source: Source, image_size: int, crop_pct: float = 1.0, *, name: 
     return open_image(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))
 
 
-def to_crop(img: Image.Image, image_size: int, crop_pct: float = 1.0, *, name: str) -> Image.Image:
-    """``resize_and_crop``, with an image it cannot handle (an absurd aspect ratio, say) raised as
-    ``ImageLoadError`` naming the input: one input must not end a run of thousands."""
+def to_crop(img: Image.Image, image_size: int, crop_pct: float = 1.0, *, name: str) -> np.ndarray:
+    """``crop_pixels`` (uint8 HWC), with an image it cannot handle raised as ``ImageLoadError``
+    naming the input: one input must not end a run of thousands."""
     try:
-        return resize_and_crop(img, image_size, crop_pct)
-    except (MemoryError, ValueError) as exc:
+        return crop_pixels(img, image_size, crop_pct)
+    except (MemoryError, ValueError, cv2.error) as exc:
         raise ImageLoadError(name, f"cannot preprocess ({type(exc).__name__}: {exc})") from None
 
 
@@ -80,3 +114,11 @@ def load_array(source: Source, image_size: int, mean, std, crop_pct: float = 1.0
     """A path, bytes or binary file -> the model's float32 CHW input. Raises ``ImageLoadError``."""
     img = load_image(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
     return to_array(img, image_size, mean, std, crop_pct, name=describe_source(source, name))
+
+
+def load_pixels(source: Source, image_size: int, crop_pct: float = 1.0, *, name: str | None = None,
+                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """A path, bytes or binary file -> the model's view as uint8 HWC (the input of an export
+    that normalises inside the model). Raises ``ImageLoadError``."""
+    img = load_image(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
+    return to_crop(img, image_size, crop_pct, name=describe_source(source, name))

@@ -40,7 +40,6 @@ from .infer.predictor import (DEFAULT_BATCH_SIZE, Prediction, from_bytes, load_c
                               read_model_bytes, resolve_model)
 from .infer.sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, expand_inputs, is_url
 from .infer.writers import row_for
-from .preprocess import normalize
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 # The column a manifest names its images by, in order of preference.
@@ -153,9 +152,8 @@ def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: i
     errors = [""] * len(names)
     for i, (name, source) in enumerate(zip(names, sources)):
         try:
-            pixels[i] = np.asarray(load_crop(source, str(name), image_size=image_size, crop_pct=crop_pct,
-                                             draft_size=draft_size, url_timeout=url_timeout,
-                                             max_download=max_download))
+            pixels[i] = load_crop(source, str(name), image_size=image_size, crop_pct=crop_pct,
+                                  draft_size=draft_size, url_timeout=url_timeout, max_download=max_download)
         except ImageLoadError as exc:
             errors[i] = exc.reason
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one odd file must not fail the job
@@ -187,7 +185,7 @@ class Predictor:
         self.maybe_crash()
         clf = self.classifier
         ok = [i for i, e in enumerate(batch["error"]) if not e]
-        probs = clf.run(np.stack([normalize(batch["pixels"][i], clf.mean, clf.std) for i in ok])) if ok else []
+        probs = clf.run(np.stack([clf.model_input(batch["pixels"][i]) for i in ok])) if ok else []
         answers = dict(zip(ok, probs))
         rows = [row_for(clf.to_prediction(str(name), answers[i]) if i in answers
                         else Prediction(str(name), error=str(batch["error"][i])), clf.classes)

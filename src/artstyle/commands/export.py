@@ -26,6 +26,9 @@ def register(sub) -> None:
                    help="images or folders for the parity check (default: 16 from the training data)")
     p.add_argument("--tolerance", type=float, default=1e-4,
                    help="largest allowed probability difference, ONNX vs PyTorch (default 1e-4)")
+    p.add_argument("--float-input", dest="pixel_input", action="store_false",
+                   help="take normalised float32 NCHW input, for runtimes that preprocess for themselves "
+                        "(default: uint8 NHWC pixels, normalised inside the model)")
     p.add_argument("--with-weights", action="store_true",
                    help="also copy the checkpoint beside the ONNX, for `predict --explain`")
     p.add_argument("--temperature", type=float, default=None,
@@ -65,7 +68,7 @@ def run(args) -> int:
         check_int8_args(args)  # before the export: a bad --calibration fails in a second, not after it
     card = export_onnx(args.run, args.output, opset=args.opset, parity_images=args.parity_images,
                        tolerance=args.tolerance, with_weights=args.with_weights,
-                       temperature=args.temperature, cv_metrics=args.crossval)
+                       temperature=args.temperature, cv_metrics=args.crossval, pixel_input=args.pixel_input)
     parity = card["parity"]
     print(f"wrote {args.output} ({card['onnx_bytes'] / 1e6:.1f} MB, sha256 {card['onnx_sha256'][:16]}...)")
     print(f"model card: {args.output[:-5]}.json  classes: {', '.join(card['classes'])}  "

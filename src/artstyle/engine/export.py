@@ -3,7 +3,13 @@
 ``export_onnx`` writes ``NAME.onnx`` (probabilities out, dynamic batch) and ``NAME.json``, the
 model card the predictor reads: classes, preprocessing, provenance, metrics, the ONNX file's
 sha256 and the result of a parity check against PyTorch on real images. Nothing is written
-unless the parity check passes. Needs ``artstyle[train]`` (torch, timm, onnx, onnxscript).
+unless the parity check passes.
+
+The model takes the resized image itself, uint8 NHWC (``ProbabilityModel``), and normalises it inside
+the graph: the predictor's decode threads hand over the pixels as decoded, a quarter of the
+bytes of a float batch, and ONNX Runtime does the arithmetic next to the first convolution.
+``pixel_input=False`` exports the classic float32 NCHW input instead, for runtimes that
+normalise for themselves. Needs ``artstyle[train]`` (torch, timm, onnx, onnxscript).
 """
 
 from __future__ import annotations
@@ -26,27 +32,41 @@ import torch
 from .. import __version__
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import walk_images
-from ..preprocess import load_array, to_array
+from ..preprocess import PREPROCESS_VERSION, load_array, load_pixels, to_array, to_crop
 
 log = logging.getLogger("artstyle")
 
 DEFAULT_OPSET = 18
 PARITY_TOLERANCE = 1e-4
 PARITY_MAX_IMAGES = 16
-INPUT_NAME = "input"
+INPUT_NAME = "input"  # float32 NCHW, normalised (pixel_input=False)
+PIXELS_NAME = "pixels"  # uint8 NHWC, as decoded (the default)
 OUTPUT_NAME = "probs"
 
 
 class ProbabilityModel(torch.nn.Module):
     """The classifier followed by softmax at a temperature, so the ONNX graph answers with
-    calibrated probabilities and every runtime agrees on them without re-implementing either."""
+    calibrated probabilities and every runtime agrees on them without re-implementing either.
 
-    def __init__(self, model: torch.nn.Module, temperature: float = 1.0):
+    With ``mean`` and ``std`` it takes uint8 NHWC pixels and normalises them itself, computed as
+    ``preprocess.normalize`` computes it (x * scale + bias, float32), so that a PyTorch evaluation
+    and the exported model see the same numbers. The classifier stays ``model`` either way: the
+    int8 head refit finds its parameters as ``model.<name>`` in the graph."""
+
+    def __init__(self, model: torch.nn.Module, temperature: float = 1.0, mean=None, std=None):
         super().__init__()
         self.model = model
         self.temperature = float(temperature)
+        self.pixel_input = mean is not None
+        if self.pixel_input:
+            std = torch.tensor(std, dtype=torch.float32)
+            self.register_buffer("pixel_scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1))
+            self.register_buffer("pixel_bias", (-torch.tensor(mean, dtype=torch.float32) / std).view(1, 3, 1, 1))
 
     def forward(self, x):
+        if self.pixel_input:
+            # contiguous(): NCHW strides, so the exporter writes the flatten as one Reshape.
+            x = x.permute(0, 3, 1, 2).contiguous().float() * self.pixel_scale + self.pixel_bias
         return torch.softmax(self.model(x) / self.temperature, dim=1)
 
 
@@ -68,6 +88,7 @@ def export_onnx(
     with_weights: bool = False,
     temperature: float | None = None,
     cv_metrics: str | os.PathLike | None = None,
+    pixel_input: bool = True,
 ) -> dict:
     """Export a run directory or checkpoint to ``output`` (.onnx) and its model card
     (``output`` with .json). Returns the model card.
@@ -79,6 +100,8 @@ def export_onnx(
     ``temperature``: divides the logits before softmax (default: the checkpoint's, fitted on its
     validation split, else 1). ``cv_metrics``: a ``crossval`` metrics.json; its per-group table goes
     into the card, and its temperature (fitted on held-out groups) is used unless one is given.
+    ``pixel_input``: the model takes uint8 NHWC pixels and normalises them itself (default), or,
+    when False, normalised float32 NCHW.
     Raises ``ArtstyleError`` when the ONNX model disagrees with PyTorch by more than ``tolerance``.
     """
     from .checkpoint import load_model, resolve_weights
@@ -93,18 +116,19 @@ def export_onnx(
         temperature = (crossval or {}).get("temperature") or meta.get("temperature") or 1.0
     if not temperature > 0:
         raise ArtstyleError(f"temperature must be positive, got {temperature}")
-    wrapped = ProbabilityModel(model, temperature).eval()
+    normalization = (spec.mean, spec.std) if pixel_input else (None, None)
+    wrapped = ProbabilityModel(model, temperature, *normalization).eval()
 
     output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=f".{output.stem}.") as tmp:
         tmp_onnx = Path(tmp) / output.name
         tick = time.perf_counter()
-        write_onnx(wrapped, spec.image_size, tmp_onnx, opset)
+        write_onnx(wrapped, spec.image_size, tmp_onnx, opset, pixel_input)
         log.info(f"exported ONNX in {time.perf_counter() - tick:.1f}s")
-        batch, sources = parity_batch(parity_images, meta, spec)
+        batch, sources = parity_batch(parity_images, meta, spec, pixel_input)
         parity = check_parity(wrapped, tmp_onnx, batch, tolerance)
         parity["images"] = [Path(s).name for s in sources]  # names only: no local paths in a shipped card
-        card = model_card(spec, meta, weights, tmp_onnx, opset, parity)
+        card = model_card(spec, meta, weights, tmp_onnx, opset, parity, pixel_input)
         card["temperature"] = float(temperature)
         if crossval:
             card["crossval"] = crossval
@@ -138,16 +162,19 @@ def remove_stale_int8(output: Path, sha256: str) -> None:
         log.warning(f"removed {int8}: it was made from an earlier {output.name}; re-export with --int8 for a new one")
 
 
-def write_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int) -> None:
+def write_onnx(model: torch.nn.Module, image_size: int, path: Path, opset: int, pixel_input: bool = True) -> None:
     """torch.export-based ONNX export, batch dimension dynamic, weights inside the one file."""
-    example = torch.zeros(2, 3, image_size, image_size)
+    if pixel_input:
+        example, name = torch.zeros(2, image_size, image_size, 3, dtype=torch.uint8), PIXELS_NAME
+    else:
+        example, name = torch.zeros(2, 3, image_size, image_size), INPUT_NAME
     # The exporter prints progress lines on stdout, which would corrupt output a script parses;
     # its warnings (deprecations inside torch) are not the user's concern either.
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             model, (example,), dynamo=True, opset_version=opset,
-            input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            input_names=[name], output_names=[OUTPUT_NAME],
             dynamic_shapes=({0: torch.export.Dim("batch", min=1)},), verbose=False,
         )
         program.save(str(path), external_data=False)
@@ -213,12 +240,16 @@ def generated_images(count: int = 4):
         yield f"<generated {i}>", img
 
 
-def parity_batch(parity_images, meta: dict, spec) -> tuple[np.ndarray, list[str]]:
-    """Preprocessed images, decoded exactly as the predictor decodes them."""
+def parity_batch(parity_images, meta: dict, spec, pixel_input: bool = True) -> tuple[np.ndarray, list[str]]:
+    """The model's inputs for the parity images, decoded exactly as the predictor decodes them:
+    uint8 NHWC pixels, or normalised float32 NCHW without ``pixel_input``."""
     arrays, names = [], []
     for path in find_parity_files(parity_images, meta):
         try:
-            arrays.append(load_array(path, spec.image_size, spec.mean, spec.std, spec.crop_pct))
+            if pixel_input:
+                arrays.append(load_pixels(path, spec.image_size, spec.crop_pct))
+            else:
+                arrays.append(load_array(path, spec.image_size, spec.mean, spec.std, spec.crop_pct))
         except ImageLoadError as exc:
             log.warning(f"parity check skips {exc}")
             continue
@@ -228,7 +259,8 @@ def parity_batch(parity_images, meta: dict, spec) -> tuple[np.ndarray, list[str]
             raise ArtstyleError("no readable image among the parity images")
         log.warning("no training images found for the parity check; using generated images")
         for name, img in generated_images():
-            arrays.append(to_array(img, spec.image_size, spec.mean, spec.std, spec.crop_pct, name=name))
+            arrays.append(to_crop(img, spec.image_size, spec.crop_pct, name=name) if pixel_input else
+                          to_array(img, spec.image_size, spec.mean, spec.std, spec.crop_pct, name=name))
             names.append(name)
     return np.stack(arrays), names
 
@@ -241,8 +273,9 @@ def check_parity(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray, tol
     with torch.inference_mode():
         expected = model(torch.from_numpy(batch)).numpy()
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    got = session.run([OUTPUT_NAME], {INPUT_NAME: batch})[0]
-    single = session.run([OUTPUT_NAME], {INPUT_NAME: batch[:1]})[0]
+    name = session.get_inputs()[0].name
+    got = session.run([OUTPUT_NAME], {name: batch})[0]
+    single = session.run([OUTPUT_NAME], {name: batch[:1]})[0]
     diff = float(max(np.abs(got - expected).max(), np.abs(single - expected[:1]).max()))
     result = {"max_abs_diff": diff, "tolerance": tolerance, "passed": diff <= tolerance,
               "argmax_agree": bool((got.argmax(1) == expected.argmax(1)).all())}
@@ -274,7 +307,17 @@ def read_crossval(path: str | os.PathLike) -> dict:
     return summary
 
 
-def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, parity: dict) -> dict:
+def input_spec(image_size: int, pixel_input: bool) -> tuple[dict, str]:
+    """The card's ``input`` entry and how the normalisation is done, for either kind of export."""
+    if pixel_input:
+        return ({"name": PIXELS_NAME, "shape": ["batch", image_size, image_size, 3], "dtype": "uint8", "layout": "NHWC"},
+                "inside the model: (x / 255 - mean) / std")
+    return ({"name": INPUT_NAME, "shape": ["batch", 3, image_size, image_size], "dtype": "float32", "layout": "NCHW"},
+            "(x / 255 - mean) / std, before the model")
+
+
+def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, parity: dict,
+               pixel_input: bool = True) -> dict:
     """Everything the predictor needs, plus where the model came from and how good it is."""
     config = meta.get("config") or {}
     training = {k: v for k, v in {
@@ -282,17 +325,19 @@ def model_card(spec, meta: dict, weights: Path, onnx_path: Path, opset: int, par
         "epoch": meta.get("epoch"),
         "data_summary": meta.get("data_summary"),
     }.items() if v not in (None, "")}
+    model_input, normalization = input_spec(spec.image_size, pixel_input)
     return {
         "format": "artstyle-onnx",
         "artstyle_version": __version__,
         **spec.to_dict(),
-        "input": {"name": INPUT_NAME, "shape": ["batch", 3, spec.image_size, spec.image_size],
-                  "dtype": "float32", "layout": "NCHW"},
+        "input": model_input,
         "output": {"name": OUTPUT_NAME, "meaning": "softmax(logits / temperature), one column per class"},
         "preprocess": {
             "decode": "artstyle.images.open_image (EXIF upright, RGB, transparency on white)",
-            "resize": "centred square of crop_pct x the short side, resized to image_size (bilinear)",
-            "normalize": "(x / 255 - mean) / std",
+            "resize": "centred square of crop_pct x the short side, resized to image_size (OpenCV: "
+                      "bilinear to enlarge, area averaging to shrink)",
+            "normalize": normalization,
+            "version": PREPROCESS_VERSION,
         },
         "metrics": meta.get("metrics") or {},  # validation, at the checkpoint's epoch
         "test_metrics": meta.get("test_metrics") or {},  # held-out test split, when training evaluated it

@@ -90,11 +90,15 @@ def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int =
 
 
 def feature_key(spec) -> str:
-    """What makes two feature sets interchangeable: the backbone's weights and the head's inputs."""
+    """What makes two feature sets interchangeable: the backbone's weights, the head's inputs and
+    the preprocessing that made the pixels."""
     import hashlib
     import json
 
+    from ..preprocess import PREPROCESS_VERSION
+
     fields = {k: getattr(spec, k) for k in ("arch", "init", "image_size", "mean", "std", "crop_pct", "head")}
+    fields["preprocess"] = PREPROCESS_VERSION
     return hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:16]
 
 

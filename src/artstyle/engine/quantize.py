@@ -47,7 +47,7 @@ import numpy as np
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import is_image_file
 from ..infer.predictor import create_session, int8_path, read_model_bytes
-from ..preprocess import load_array
+from ..preprocess import load_array, load_pixels, pixels_from_normalized
 
 log = logging.getLogger("artstyle")
 
@@ -165,14 +165,22 @@ def choose_images(weights: Path, calibration, holdout, calibration_size: int,
     return calib, held.sample(holdout_size)
 
 
+def takes_pixels(card: dict) -> bool:
+    """Whether the model's input is uint8 pixels (normalised inside it) rather than float32."""
+    return card["input"].get("dtype") == "uint8"
+
+
 def preprocess_files(images: ImageSet, card: dict) -> tuple[np.ndarray, ImageSet]:
-    """Decode and preprocess as the predictor does (draft-size JPEG decode included). Unreadable
-    files are skipped with a warning; returns (NCHW float32 array, the files kept)."""
+    """Decode and preprocess as the predictor does (draft-size JPEG decode included) into the
+    model's input. Unreadable files are skipped with a warning; returns (inputs, the files kept)."""
     size, crop = int(card["image_size"]), float(card.get("crop_pct", 1.0))
     arrays, files, labels = [], [], []
     for path, label in zip(images.files, images.labels):
         try:
-            arrays.append(load_array(path, size, card["mean"], card["std"], crop))
+            if takes_pixels(card):
+                arrays.append(load_pixels(path, size, crop))
+            else:
+                arrays.append(load_array(path, size, card["mean"], card["std"], crop))
         except ImageLoadError as exc:
             log.warning(f"int8 export skips {exc}")
             continue
@@ -213,15 +221,17 @@ def calibration_reader(input_name: str, batch: np.ndarray):
 
 
 def fp32_nodes(model_path: Path, *, stem: bool = True, head: bool = True) -> list[str]:
-    """Names of the nodes to keep in fp32: the stem conv (the first Conv reading the graph
-    input) and the head (every node downstream of a spatial reduction)."""
+    """Names of the nodes to keep in fp32: the stem conv (the first Conv of the graph, whose
+    nodes are in topological order) and what feeds it (a pixel-input export's normalisation:
+    quantising x * scale + bias would round the pixels the stem sees and cost more than it
+    saves), and the head (every node downstream of a spatial reduction)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    inputs = {i.name for i in graph.input}
     names = []
     if stem:
-        names += [n.name for n in graph.node if n.op_type == "Conv" and n.input[0] in inputs][:1]
+        first_conv = next((n for n in graph.node if n.op_type == "Conv"), None)
+        names += [first_conv.name] + upstream_of(graph, first_conv) if first_conv is not None else []
     if head:
         consumers: dict[str, list] = {}
         for node in graph.node:
@@ -238,6 +248,18 @@ def fp32_nodes(model_path: Path, *, stem: bool = True, head: bool = True) -> lis
                 frontier += consumers.get(tensor, [])
         names += [n.name for n in graph.node if n.name in seen]
     return names
+
+
+def upstream_of(graph, node) -> list[str]:
+    """Names of the nodes whose outputs reach ``node``, in graph order."""
+    producers = {tensor: n for n in graph.node for tensor in n.output}
+    seen, frontier = set(), list(node.input)
+    while frontier:
+        producer = producers.get(frontier.pop())
+        if producer is not None and producer.name not in seen:
+            seen.add(producer.name)
+            frontier += list(producer.input)
+    return [n.name for n in graph.node if n.name in seen]
 
 
 @dataclass
@@ -315,9 +337,14 @@ def trunk_features(session, frame, spec, augment, workers: int) -> np.ndarray:
 
     loader = build_loader(ViewDataset(frame, spec, augment), batch_size=CALIBRATION_BATCH * 2, train=False,
                           workers=default_workers(workers, "cpu"), seed=0)
-    name = session.get_inputs()[0].name
+    name, pixels = session.get_inputs()[0].name, session.get_inputs()[0].type == "tensor(uint8)"
+
+    def model_input(images) -> np.ndarray:
+        # The loader yields what PyTorch reads; a pixel-input graph gets the same pixels back.
+        return pixels_from_normalized(images.numpy(), spec.mean, spec.std) if pixels else images.numpy()
+
     try:
-        return np.concatenate([session.run(None, {name: images.numpy()})[1] for images, _ in loader])
+        return np.concatenate([session.run(None, {name: model_input(images)})[1] for images, _ in loader])
     except (ImageLoadError, RuntimeError) as exc:  # a loader worker re-raises a file's error as RuntimeError
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ArtstyleError(f"cannot read the run's training images for the int8 head refit ({reason}); "

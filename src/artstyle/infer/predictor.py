@@ -204,6 +204,9 @@ class Classifier:
         self.min_confidence = min_confidence
         self.allow_private_urls = allow_private_urls
         self.input_name = session.get_inputs()[0].name
+        # Exports since PREPROCESS_VERSION 2 take uint8 NHWC pixels and normalise inside the graph;
+        # older ones (and `export --float-input`) take normalised float32 NCHW.
+        self.pixel_input = session.get_inputs()[0].type == "tensor(uint8)"
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
         self.draft_size = decode_size(self.image_size, self.crop_pct)
 
@@ -223,18 +226,24 @@ class Classifier:
                         max_download=self.max_download, allow_private_urls=self.allow_private_urls)
 
     def to_array(self, source, name: str | None = None) -> np.ndarray:
-        """One input, decoded and preprocessed exactly as at export: float32 CHW."""
-        return normalize(self.to_crop(source, name), self.mean, self.std)
+        """One input, decoded and preprocessed exactly as at export: the model's input for one
+        image (uint8 HWC pixels, or float32 CHW for a float-input export)."""
+        return self.model_input(self.to_crop(source, name))
 
-    def to_crop(self, source, name: str | None = None) -> Image.Image:
-        """One input decoded, cropped and resized to the model's input size (still RGB uint8):
-        the expensive half of ``to_array``, which the Ray engine runs in decode tasks."""
+    def model_input(self, pixels: np.ndarray) -> np.ndarray:
+        """``to_crop``'s uint8 HWC pixels -> what this model takes for one image."""
+        return pixels if self.pixel_input else normalize(pixels, self.mean, self.std)
+
+    def to_crop(self, source, name: str | None = None) -> np.ndarray:
+        """One input decoded, cropped and resized to the model's input size, as uint8 HWC RGB:
+        all of ``to_array`` but a float model's normalisation, which the Ray engine runs in
+        decode tasks."""
         return load_crop(source, name, image_size=self.image_size, crop_pct=self.crop_pct,
                          draft_size=self.draft_size, url_timeout=self.url_timeout,
                          max_download=self.max_download, allow_private_urls=self.allow_private_urls)
 
     def run(self, batch: np.ndarray) -> np.ndarray:
-        """Probabilities for a preprocessed NCHW float32 batch."""
+        """Probabilities for a batch of ``to_array`` inputs, stacked."""
         return self.session.run(None, {self.input_name: batch})[0]
 
     # ------------------------------------------------------------------ the public API
@@ -290,7 +299,7 @@ class Classifier:
         return self.batch_size
 
     def decoded_batches(self, inputs: Iterable, batch_size: int, errors: str, pool: ThreadPoolExecutor) -> Iterator[list]:
-        """Lists of (name, float32 array or ImageLoadError), in input order, ``batch_size``
+        """Lists of (name, model input or ImageLoadError), in input order, ``batch_size``
         decoded arrays each; two batches' worth of images are being decoded ahead at any time."""
         pending: deque = deque()
         numbered = enumerate(inputs)
@@ -365,9 +374,9 @@ def load_any(source, name: str | None = None, *, draft_size: int | None = None,
 
 def load_crop(source, name: str | None = None, *, image_size: int, crop_pct: float = 1.0,
               draft_size: int | None = None, url_timeout: float = DEFAULT_TIMEOUT,
-              max_download: int = DEFAULT_MAX_DOWNLOAD, allow_private_urls: bool = False) -> Image.Image:
+              max_download: int = DEFAULT_MAX_DOWNLOAD, allow_private_urls: bool = False) -> np.ndarray:
     """A path, URL, bytes, binary file or PIL image -> the RGB ``image_size`` square the model
-    sees before normalisation. Raises ``ImageLoadError`` naming the input."""
+    sees, uint8 HWC. Raises ``ImageLoadError`` naming the input."""
     img = load_any(source, name, draft_size=draft_size, url_timeout=url_timeout, max_download=max_download,
                    allow_private_urls=allow_private_urls)
     return to_crop(img, image_size, crop_pct, name=name or str(source))

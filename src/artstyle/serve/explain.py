@@ -27,6 +27,7 @@ from PIL import Image
 
 from ..errors import ArtstyleError
 from ..infer.predictor import fp32_path
+from ..preprocess import normalize
 
 
 class ExplainQueueFullError(Exception):
@@ -104,6 +105,8 @@ class Explainer:
 
         from ..engine.gradcam import grad_cam, overlay
 
+        if array.dtype == np.uint8:  # the pixels a pixel-input export takes; PyTorch wants them normalised
+            array = normalize(array, self.spec.mean, self.spec.std)
         _, heats = grad_cam(self.model, torch.from_numpy(array[None]))
         return encode_png(overlay(image, heats[0], caption, self.spec.crop_pct))
 

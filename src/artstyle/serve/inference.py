@@ -18,7 +18,7 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from ..infer import Classifier
-from ..preprocess import load_image, to_array
+from ..preprocess import load_image, to_crop
 
 # EXIF orientations that turn the stored image by 90 degrees: the upright size swaps w and h.
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
@@ -80,7 +80,7 @@ class InferenceService:
         clf = self.classifier
         image = load_image(data, clf.image_size, clf.crop_pct, name=name, max_pixels=self.max_pixels)
         width, height = upright_size(data)
-        array = to_array(image, clf.image_size, clf.mean, clf.std, clf.crop_pct, name=name)
+        array = clf.model_input(to_crop(image, clf.image_size, clf.crop_pct, name=name))
         return Decoded(array, width, height, image if keep_image else None)
 
     async def probabilities(self, arrays: list[np.ndarray]) -> list[np.ndarray]:
