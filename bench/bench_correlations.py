@@ -61,7 +61,10 @@ def main() -> None:
     args = parser.parse_args()
 
     run = load_crossval(Path(args.crossval))
-    cache = Path(args.cache) / "correlations.npy"
+    from artstyle.preprocess import PREPROCESS_VERSION
+
+    # Named by the preprocessing that made the pixels: a cache from other pixels is never reused.
+    cache = Path(args.cache) / f"correlations.v{PREPROCESS_VERSION}.npy"
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, correlation_features(run.model.backbone, run.views, run.spec, run.augment))

@@ -123,7 +123,10 @@ def main() -> None:
     run = load_crossval(Path(args.crossval))
     cfg, frame, classes, views, features = run.cfg, run.frame, run.classes, run.views, run.features
     backbone = run.model.backbone
-    cache = Path(args.cache) / "activations.npy"
+    from artstyle.preprocess import PREPROCESS_VERSION
+
+    # Named by the preprocessing that made the pixels: a cache from other pixels is never reused.
+    cache = Path(args.cache) / f"activations.v{PREPROCESS_VERSION}.npy"
     if not cache.is_file():
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.save(cache, frozen_activations(backbone, views, run.spec, run.augment))

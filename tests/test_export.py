@@ -143,7 +143,6 @@ def test_parity_failure_writes_nothing(exported, torch_model, tmp_path, monkeypa
 
 
 def test_check_parity_reports_the_difference(exported, torch_model):
-    model, _, _ = torch_model
     model, spec, _ = torch_model
     wrapped = export_module.ProbabilityModel(model, 1.0, spec.mean, spec.std).eval()
     batch = np.zeros((2, IMAGE_SIZE, IMAGE_SIZE, 3), np.uint8)
@@ -169,3 +168,17 @@ def test_cli_export_errors_are_one_line(tmp_path, capsys):
     assert err.count("\n") == 1 and "checkpoint not found" in err
     assert main(["export", str(tmp_path), "-o", str(tmp_path / "m.txt")]) == 1
     assert "must be a .onnx" in capsys.readouterr().err
+
+
+def test_a_model_exported_for_older_preprocessing_is_flagged(exported, tmp_path, caplog):
+    """Exports before PREPROCESS_VERSION 2 were validated on Pillow's resize; loading one says so."""
+    import artstyle
+
+    card = dict(exported.card, preprocess={k: v for k, v in exported.card["preprocess"].items() if k != "version"})
+    shutil.copyfile(exported.onnx, tmp_path / "old.onnx")
+    (tmp_path / "old.json").write_text(json.dumps(card))
+    with caplog.at_level("WARNING", logger="artstyle"):
+        artstyle.load(exported.onnx)
+        assert "Re-export" not in caplog.text
+        artstyle.load(tmp_path / "old.onnx")
+    assert "old.onnx was exported for preprocessing version 1" in caplog.text and "Re-export" in caplog.text

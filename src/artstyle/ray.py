@@ -14,8 +14,8 @@ own functions so every row is what ``artstyle predict`` writes locally:
    crop, as uint8 (4x less object-store traffic than float32); a bad file becomes an ``error``;
 2. an actor pool: one ONNX Runtime session per actor, created once when the actor starts, from
    model bytes that travel through the object store and are checked against the model card's
-   sha256 on the worker; it normalises, runs the batch and returns ``path, label, confidence,
-   p_<class>..., error`` rows.
+   sha256 on the worker; it runs the batch (normalising the crops first for a float-input export)
+   and returns ``path, label, confidence, p_<class>..., error`` rows.
 
 A dead actor is restarted and its batch retried by Ray (``max_restarts`` / ``max_task_retries``),
 so every input still yields exactly one row.

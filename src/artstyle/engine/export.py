@@ -32,7 +32,7 @@ import torch
 from .. import __version__
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import walk_images
-from ..preprocess import PREPROCESS_VERSION, load_array, load_pixels, to_array, to_crop
+from ..preprocess import PREPROCESS_VERSION, load_array, load_pixels, normalize, to_array, to_crop
 
 log = logging.getLogger("artstyle")
 
@@ -59,6 +59,7 @@ class ProbabilityModel(torch.nn.Module):
         self.temperature = float(temperature)
         self.pixel_input = mean is not None
         if self.pixel_input:
+            self.mean, self.std = list(mean), list(std)
             std = torch.tensor(std, dtype=torch.float32)
             self.register_buffer("pixel_scale", (1.0 / (255.0 * std)).view(1, 3, 1, 1))
             self.register_buffer("pixel_bias", (-torch.tensor(mean, dtype=torch.float32) / std).view(1, 3, 1, 1))
@@ -265,13 +266,22 @@ def parity_batch(parity_images, meta: dict, spec, pixel_input: bool = True) -> t
     return np.stack(arrays), names
 
 
+def reference_probabilities(model: ProbabilityModel, batch: np.ndarray) -> np.ndarray:
+    """PyTorch's answer for the exported inputs. Pixels are normalised by ``preprocess.normalize``,
+    as evaluation normalises them, so the parity check also covers the graph's own normalisation."""
+    with torch.inference_mode():
+        if getattr(model, "pixel_input", False):
+            floats = torch.from_numpy(np.stack([normalize(p, model.mean, model.std) for p in batch]))
+            return torch.softmax(model.model(floats) / model.temperature, dim=1).numpy()
+        return model(torch.from_numpy(batch)).numpy()
+
+
 def check_parity(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: float) -> dict:
-    """Probabilities from PyTorch and ONNX Runtime on the same arrays. Batch sizes 1 and N both
+    """Probabilities from PyTorch and ONNX Runtime on the same inputs. Batch sizes 1 and N both
     run, which also proves the batch dimension is really dynamic."""
     import onnxruntime as ort
 
-    with torch.inference_mode():
-        expected = model(torch.from_numpy(batch)).numpy()
+    expected = reference_probabilities(model, batch)
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     got = session.run([OUTPUT_NAME], {name: batch})[0]

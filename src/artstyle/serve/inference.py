@@ -26,7 +26,7 @@ TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
 
 @dataclass
 class Decoded:
-    array: np.ndarray  # float32 CHW, as the model takes it
+    array: np.ndarray  # the model's input for one image (uint8 HWC pixels, or float32 CHW)
     width: int  # upright size of the upload, as a viewer shows it
     height: int
     image: Image.Image | None = None  # kept only for explanations, which draw on it
