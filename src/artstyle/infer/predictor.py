@@ -8,7 +8,7 @@ The model runs several batches at once ("streams"), each call on its share of th
 rather than one batch at a time spread over every core: a convolution split across threads waits
 at a barrier after every layer, and on two cores that wait costs a tenth or more of the model's
 throughput (bench/bench_predict.py measures both ways). Each stream holds its own activations
-(about 225 MB for the int8 default at batch 32, 400 MB in fp32: bench/bench_streams_memory.py), so the default stops at
+(about 220 MB for the int8 default at batch 32, 430 MB in fp32: bench/bench_streams_memory.py), so the default stops at
 ``MAX_DEFAULT_STREAMS``.
 """
 
