@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from crossval_run import grouped_cv, load_crossval
+from crossval_run import cached_array, grouped_cv, load_crossval
 
 from artstyle.engine.data import build_loader
 from artstyle.engine.probe import ViewDataset
@@ -61,14 +61,8 @@ def main() -> None:
     args = parser.parse_args()
 
     run = load_crossval(Path(args.crossval))
-    from artstyle.preprocess import PREPROCESS_VERSION
-
-    # Named by the preprocessing that made the pixels: a cache from other pixels is never reused.
-    cache = Path(args.cache) / f"correlations.v{PREPROCESS_VERSION}.npy"
-    if not cache.is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, correlation_features(run.model.backbone, run.views, run.spec, run.augment))
-    corr = np.load(cache)
+    corr = cached_array(args.cache, "correlations",
+                        lambda: correlation_features(run.model.backbone, run.views, run.spec, run.augment))
     style = run.features
     both = np.concatenate([style, corr], 1)
     results = {}

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from crossval_run import headline, load_crossval
+from crossval_run import cached_array, headline, load_crossval
 from torch import nn
 
 from artstyle.engine.crossval import grouped_metrics
@@ -123,14 +123,8 @@ def main() -> None:
     run = load_crossval(Path(args.crossval))
     cfg, frame, classes, views, features = run.cfg, run.frame, run.classes, run.views, run.features
     backbone = run.model.backbone
-    from artstyle.preprocess import PREPROCESS_VERSION
-
-    # Named by the preprocessing that made the pixels: a cache from other pixels is never reused.
-    cache = Path(args.cache) / f"activations.v{PREPROCESS_VERSION}.npy"
-    if not cache.is_file():
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.save(cache, frozen_activations(backbone, views, run.spec, run.augment))
-    acts = np.load(cache, mmap_mode="r")
+    acts = cached_array(args.cache, "activations", lambda: frozen_activations(backbone, views, run.spec, run.augment),
+                        mmap_mode="r")
     frozen_width = sum(2 * level.shape[1] for level in backbone.forward_intermediates(
         torch.zeros(1, 3, 64, 64), indices=list(range(FIRST_TRAINED_STAGE + 1)), intermediates_only=True,
         extra_blocks=True))

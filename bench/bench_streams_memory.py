@@ -27,9 +27,8 @@ import artstyle
 
 streams, precision, batch = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 clf = artstyle.load(precision=precision, threads=streams, streams=streams)
-shape = (batch, clf.image_size, clf.image_size, 3) if clf.pixel_input else (batch, 3, clf.image_size, clf.image_size)
-x = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
-x = x if clf.pixel_input else x.transpose(0, 3, 1, 2).astype(np.float32) / 127.5 - 1
+pixels = np.random.default_rng(0).integers(0, 256, (batch, clf.image_size, clf.image_size, 3), dtype=np.uint8)
+x = np.stack([clf.model_input(p) for p in pixels])
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 with ThreadPoolExecutor(streams) as pool:
     for _ in range(2):

@@ -20,6 +20,7 @@ from artstyle.engine.crossval import grouped_metrics, out_of_fold_logits
 from artstyle.engine.probe import cached_features, with_views
 from artstyle.engine.transforms import create_view_augmentation
 from artstyle.models import create_model
+from artstyle.preprocess import PREPROCESS_VERSION
 
 
 @dataclass
@@ -52,6 +53,16 @@ def load_crossval(cv: Path) -> CrossvalRun:
     features = cached_features(Path(cfg.feature_cache), model, spec, {"all": views}, torch.device("cpu"), 2,
                                augment=augment)["all"]
     return CrossvalRun(cfg, frame, classes, model, spec, views, augment, features)
+
+
+def cached_array(folder: str | Path, name: str, compute, mmap_mode: str | None = None) -> np.ndarray:
+    """``compute()``'s array, kept in ``folder/name.vN.npy``. N is the preprocessing version that
+    made the pixels, so an array computed from other pixels is never reused."""
+    path = Path(folder) / f"{name}.v{PREPROCESS_VERSION}.npy"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        np.save(path, compute())
+    return np.load(path, mmap_mode=mmap_mode)
 
 
 def headline(metrics: dict, with_groups: bool = False) -> dict:

@@ -74,6 +74,12 @@ def normalize(pixels: Image.Image | np.ndarray, mean, std) -> np.ndarray:
     return out
 
 
+def model_input(pixels: np.ndarray, mean, std, pixel_input: bool) -> np.ndarray:
+    """``crop_pixels``' uint8 HWC -> what a model takes for one image: the pixels themselves for an
+    export that normalises inside the graph, else ``normalize``'s float32 CHW."""
+    return pixels if pixel_input else normalize(pixels, mean, std)
+
+
 def pixels_from_normalized(batch: np.ndarray, mean, std) -> np.ndarray:
     """``normalize``'s inverse for a float32 NCHW batch -> uint8 NHWC, exact (the rounding error
     of float32 is far below half a level): for code that holds PyTorch's input and feeds a model

@@ -32,7 +32,7 @@ import torch
 from .. import __version__
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import walk_images
-from ..preprocess import PREPROCESS_VERSION, load_array, load_pixels, normalize, to_array, to_crop
+from ..preprocess import PREPROCESS_VERSION, load_pixels, model_input, normalize, to_crop
 
 log = logging.getLogger("artstyle")
 
@@ -247,10 +247,8 @@ def parity_batch(parity_images, meta: dict, spec, pixel_input: bool = True) -> t
     arrays, names = [], []
     for path in find_parity_files(parity_images, meta):
         try:
-            if pixel_input:
-                arrays.append(load_pixels(path, spec.image_size, spec.crop_pct))
-            else:
-                arrays.append(load_array(path, spec.image_size, spec.mean, spec.std, spec.crop_pct))
+            pixels = load_pixels(path, spec.image_size, spec.crop_pct)
+            arrays.append(model_input(pixels, spec.mean, spec.std, pixel_input))
         except ImageLoadError as exc:
             log.warning(f"parity check skips {exc}")
             continue
@@ -260,8 +258,8 @@ def parity_batch(parity_images, meta: dict, spec, pixel_input: bool = True) -> t
             raise ArtstyleError("no readable image among the parity images")
         log.warning("no training images found for the parity check; using generated images")
         for name, img in generated_images():
-            arrays.append(to_crop(img, spec.image_size, spec.crop_pct, name=name) if pixel_input else
-                          to_array(img, spec.image_size, spec.mean, spec.std, spec.crop_pct, name=name))
+            pixels = to_crop(img, spec.image_size, spec.crop_pct, name=name)
+            arrays.append(model_input(pixels, spec.mean, spec.std, pixel_input))
             names.append(name)
     return np.stack(arrays), names
 
@@ -270,13 +268,13 @@ def reference_probabilities(model: ProbabilityModel, batch: np.ndarray) -> np.nd
     """PyTorch's answer for the exported inputs. Pixels are normalised by ``preprocess.normalize``,
     as evaluation normalises them, so the parity check also covers the graph's own normalisation."""
     with torch.inference_mode():
-        if getattr(model, "pixel_input", False):
+        if model.pixel_input:
             floats = torch.from_numpy(np.stack([normalize(p, model.mean, model.std) for p in batch]))
             return torch.softmax(model.model(floats) / model.temperature, dim=1).numpy()
         return model(torch.from_numpy(batch)).numpy()
 
 
-def check_parity(model: torch.nn.Module, onnx_path: Path, batch: np.ndarray, tolerance: float) -> dict:
+def check_parity(model: ProbabilityModel, onnx_path: Path, batch: np.ndarray, tolerance: float) -> dict:
     """Probabilities from PyTorch and ONNX Runtime on the same inputs. Batch sizes 1 and N both
     run, which also proves the batch dimension is really dynamic."""
     import onnxruntime as ort

@@ -48,8 +48,8 @@ import numpy as np
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import is_image_file
-from ..infer.predictor import create_session, int8_path, read_model_bytes
-from ..preprocess import load_array, load_pixels, pixels_from_normalized
+from ..infer.predictor import create_session, int8_path, read_model_bytes, takes_pixels
+from ..preprocess import load_pixels, model_input, pixels_from_normalized
 
 log = logging.getLogger("artstyle")
 
@@ -167,22 +167,15 @@ def choose_images(weights: Path, calibration, holdout, calibration_size: int,
     return calib, held.sample(holdout_size)
 
 
-def takes_pixels(card: dict) -> bool:
-    """Whether the model's input is uint8 pixels (normalised inside it) rather than float32."""
-    return card["input"].get("dtype") == "uint8"
-
-
 def preprocess_files(images: ImageSet, card: dict) -> tuple[np.ndarray, ImageSet]:
     """Decode and preprocess as the predictor does (draft-size JPEG decode included) into the
     model's input. Unreadable files are skipped with a warning; returns (inputs, the files kept)."""
     size, crop = int(card["image_size"]), float(card.get("crop_pct", 1.0))
+    pixel_input = card["input"].get("dtype") == "uint8"
     arrays, files, labels = [], [], []
     for path, label in zip(images.files, images.labels):
         try:
-            if takes_pixels(card):
-                arrays.append(load_pixels(path, size, crop))
-            else:
-                arrays.append(load_array(path, size, card["mean"], card["std"], crop))
+            arrays.append(model_input(load_pixels(path, size, crop), card["mean"], card["std"], pixel_input))
         except ImageLoadError as exc:
             log.warning(f"int8 export skips {exc}")
             continue
@@ -339,14 +332,14 @@ def trunk_features(session, frame, spec, augment, workers: int) -> np.ndarray:
 
     loader = build_loader(ViewDataset(frame, spec, augment), batch_size=CALIBRATION_BATCH * 2, train=False,
                           workers=default_workers(workers, "cpu"), seed=0)
-    name, pixels = session.get_inputs()[0].name, session.get_inputs()[0].type == "tensor(uint8)"
+    name, pixels = session.get_inputs()[0].name, takes_pixels(session)
 
-    def model_input(images) -> np.ndarray:
+    def graph_input(images) -> np.ndarray:
         # The loader yields what PyTorch reads; a pixel-input graph gets the same pixels back.
         return pixels_from_normalized(images.numpy(), spec.mean, spec.std) if pixels else images.numpy()
 
     try:
-        return np.concatenate([session.run(None, {name: model_input(images)})[1] for images, _ in loader])
+        return np.concatenate([session.run(None, {name: graph_input(images)})[1] for images, _ in loader])
     except (ImageLoadError, RuntimeError) as exc:  # a loader worker re-raises a file's error as RuntimeError
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ArtstyleError(f"cannot read the run's training images for the int8 head refit ({reason}); "

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from PIL import Image
 
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, to_rgb
-from ..preprocess import decode_size, normalize, to_crop
+from ..preprocess import PREPROCESS_VERSION, decode_size, model_input, to_crop
 from ..system import cpu_count
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
@@ -206,7 +207,7 @@ class Classifier:
         self.input_name = session.get_inputs()[0].name
         # Exports since PREPROCESS_VERSION 2 take uint8 NHWC pixels and normalise inside the graph;
         # older ones (and `export --float-input`) take normalised float32 NCHW.
-        self.pixel_input = session.get_inputs()[0].type == "tensor(uint8)"
+        self.pixel_input = takes_pixels(session)
         warn_if_older_preprocessing(card, path)
         # JPEGs decode at the smallest power-of-two reduction that still covers the resize.
         self.draft_size = decode_size(self.image_size, self.crop_pct)
@@ -233,7 +234,7 @@ class Classifier:
 
     def model_input(self, pixels: np.ndarray) -> np.ndarray:
         """``to_crop``'s uint8 HWC pixels -> what this model takes for one image."""
-        return pixels if self.pixel_input else normalize(pixels, self.mean, self.std)
+        return model_input(pixels, self.mean, self.std, self.pixel_input)
 
     def to_crop(self, source, name: str | None = None) -> np.ndarray:
         """One input decoded, cropped and resized to the model's input size, as uint8 HWC RGB:
@@ -349,17 +350,18 @@ class Classifier:
         return make_prediction(source, probs, self.classes, self.min_confidence)
 
 
+def takes_pixels(session) -> bool:
+    """Whether an ONNX Runtime session's model takes uint8 pixels (normalising them itself)."""
+    return session.get_inputs()[0].type == "tensor(uint8)"
+
+
 def warn_if_older_preprocessing(card: dict, path: Path) -> None:
     """A model exported before PREPROCESS_VERSION 2 was validated on Pillow's resize and now sees
     OpenCV's: within a rounding level on enlarged images, area-averaged instead of Pillow's
     triangle filter on shrunk ones. Measured on the previous default model, 0.9751 accuracy in
     distribution either way; still worth a re-export."""
-    from ..preprocess import PREPROCESS_VERSION
-
     version = (card.get("preprocess") or {}).get("version", 1)
     if version < PREPROCESS_VERSION:
-        import logging
-
         logging.getLogger("artstyle").warning(
             f"{path.name} was exported for preprocessing version {version} (Pillow's resize); it now gets "
             f"version {PREPROCESS_VERSION}'s pixels (OpenCV's), which may move its answers slightly. "
