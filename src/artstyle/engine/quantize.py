@@ -15,7 +15,7 @@ did better than 200.
 Which nodes stay fp32, and why:
   - the stem convolution: it sees the raw normalised pixels, whose range int8 represents worst;
     and what feeds it, a pixel-input export's normalisation (quantised, it rounded the pixels and
-    made the model 25 % slower);
+    made the model slower);
   - everything downstream of a spatial reduction (global pooling, per-channel mean/std
     "style statistics", the classifier Gemm/MatMul, Softmax): a few thousand multiply-adds
     on vectors, so int8 gains nothing there while its rounding lands straight on the logits;
