@@ -3,15 +3,21 @@
     python bench/bench_preprocess.py [--images 400] [--data ../shared/data/artstyle-v1] [--model M.onnx]
 
 Single-threaded CPU time per image (``time.thread_time``, so other load on the machine inflates
-it far less than wall time) for the steps the predictor runs on its decode threads: open (header),
-JPEG decode at draft size, EXIF orientation (and RGB), and the resize and centre crop to the model's input
-(OpenCV, ``preprocess.crop_pixels``). Side by side on the same images, what the predictor did
-before PREPROCESS_VERSION 2: Pillow's bilinear resize of the same box, then normalisation to
-float32 CHW in numpy (a model exported with --float-input still needs it; the default export
-takes the uint8 pixels and normalises inside the graph). Beside them, the model's own CPU time
-per image (ONNX Runtime, batch 32, called as one of the predictor's streams calls it: on its
-own thread). Their ratio is the ceiling of end to end over model-only on a machine whose cores
-are all busy with the model. Writes bench/results/preprocess.json.
+it far less than wall time), on the same images, for three ways to make the model's input:
+
+- now: ``images.open_pixels`` (read the file; a plain JPEG decoded by libjpeg-turbo through
+  simplejpeg straight to an array at draft size), then the resize and centre crop in OpenCV
+  (``preprocess.crop_pixels``);
+- Pillow's decode (the predictor until the fast path): open (header parsed in Python), JPEG
+  decode at draft size, EXIF orientation and RGB, then the same OpenCV resize of the PIL image;
+- before PREPROCESS_VERSION 2: Pillow's decode, Pillow's bilinear resize of the same box, then
+  normalisation to float32 CHW in numpy (a model exported with --float-input still needs it; the
+  default export takes the uint8 pixels and normalises inside the graph).
+
+Beside them, the model's own CPU time per image (ONNX Runtime, batch 32, called as one of the
+predictor's streams calls it: on its own thread). Their ratio is the ceiling of end to end over
+model-only on a machine whose cores are all busy with the model. Writes
+bench/results/preprocess.json.
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from PIL import Image, ImageOps
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "preprocess.json"
 BATCH = 32
-STEPS = ("open", "decode", "exif", "resize_opencv", "resize_pillow", "normalize")
+STEPS = ("open_pixels", "resize_opencv", "pillow_open", "pillow_decode", "pillow_exif", "resize_opencv_from_pil",
+         "resize_pillow", "normalize")
 
 
 def pillow_resize(img: Image.Image, size: int, crop_pct: float) -> Image.Image:
@@ -41,23 +48,27 @@ def pillow_resize(img: Image.Image, size: int, crop_pct: float) -> Image.Image:
 
 def step_times(files: list[str], clf) -> dict[str, float]:
     """Mean CPU milliseconds per image of each step, in the predictor's order."""
-    from artstyle.images import to_rgb
+    from artstyle.images import open_pixels, to_rgb
     from artstyle.preprocess import crop_pixels, normalize
 
     totals = dict.fromkeys(STEPS, 0.0)
     for path in files:
         tick = time.thread_time()
+        decoded = open_pixels(path, draft_size=clf.draft_size)
+        tick = lap(totals, "open_pixels", tick)
+        crop_pixels(decoded, clf.image_size, clf.crop_pct)
+        tick = lap(totals, "resize_opencv", tick)
         img = Image.open(path)
-        tick = lap(totals, "open", tick)
+        tick = lap(totals, "pillow_open", tick)
         if img.format == "JPEG":
             img.draft("RGB", (clf.draft_size, clf.draft_size))
         img.load()
-        tick = lap(totals, "decode", tick)
+        tick = lap(totals, "pillow_decode", tick)
         ImageOps.exif_transpose(img, in_place=True)
         img = to_rgb(img)
-        tick = lap(totals, "exif", tick)
+        tick = lap(totals, "pillow_exif", tick)
         crop_pixels(img, clf.image_size, clf.crop_pct)
-        tick = lap(totals, "resize_opencv", tick)
+        tick = lap(totals, "resize_opencv_from_pil", tick)
         crop = pillow_resize(img, clf.image_size, clf.crop_pct)
         tick = lap(totals, "resize_pillow", tick)
         normalize(crop, clf.mean, clf.std)
@@ -102,16 +113,20 @@ def main() -> None:
               "model": clf.path.name, "image_size": clf.image_size, "images": len(files),
               "median_short_side_px": sizes[len(sizes) // 2], "cpu_ms_per_image": steps,
               "model_input": "uint8 pixels" if clf.pixel_input else "float32, normalised"}
-    now = steps["open"] + steps["decode"] + steps["exif"] + steps["resize_opencv"]
-    before = now - steps["resize_opencv"] + steps["resize_pillow"] + steps["normalize"]
+    now = steps["open_pixels"] + steps["resize_opencv"]
+    pillow = steps["pillow_open"] + steps["pillow_decode"] + steps["pillow_exif"]
+    pillow_decode = pillow + steps["resize_opencv_from_pil"]
+    before = pillow + steps["resize_pillow"] + steps["normalize"]
     model_ms = model_cpu_ms(clf, files)
     result.update({
         "preprocess_total_ms": round(now, 3),
+        "preprocess_total_ms_pillow_decode": round(pillow_decode, 3),
         # "before" with today's EXIF step: the old one also copied every image (~0.02-0.03 ms more).
-        "preprocess_total_ms_before": round(before, 3),
+        "preprocess_total_ms_before_v2": round(before, 3),
         "model_cpu_ms_per_image": model_ms,
         "ceiling_end_to_end_over_model_only": round(model_ms / (model_ms + now), 3),
-        "ceiling_before": round(model_ms / (model_ms + before), 3),
+        "ceiling_pillow_decode": round(model_ms / (model_ms + pillow_decode), 3),
+        "ceiling_before_v2": round(model_ms / (model_ms + before), 3),
     })
     RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))

@@ -22,7 +22,7 @@ from corpus import (
 from PIL import Image
 
 from artstyle.errors import ArtstyleError, ImageLoadError
-from artstyle.images import is_image_file, open_image, read_header
+from artstyle.images import is_image_file, open_image, open_pixels, read_header
 
 
 def _close(actual, expected, tolerance=6):
@@ -144,6 +144,67 @@ def test_draft_mode_decodes_large_jpeg_small_but_not_below_the_target(tmp_path):
     assert full.size == (2000, 1500)
     assert min(small.size) >= 150 and small.size[0] <= 2000 // 8 + 1  # libjpeg's 1/8 scale
     assert read_header(tmp_path / "big.jpg")[:2] == (2000, 1500)  # the header still tells the truth
+
+
+def pixels_of(decoded) -> np.ndarray:
+    return np.asarray(decoded)
+
+
+@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("progressive", [False, True])
+@pytest.mark.parametrize("mode", ["RGB", "L"])
+def test_fast_jpeg_path_gives_pillows_pixels_at_every_draft_scale(tmp_path, subsampling, progressive, mode):
+    """libjpeg-turbo through simplejpeg must give the pixels Pillow gives, bit for bit, at the
+    reduction Pillow's draft picks (1, 1/2, 1/4, 1/8): models are validated on Pillow's."""
+    rng = np.random.default_rng(subsampling)
+    smooth = Image.fromarray(rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)).resize((1795, 1001), Image.BICUBIC)
+    path = tmp_path / "photo.jpg"
+    smooth.convert(mode).save(path, quality=90, subsampling=subsampling, progressive=progressive)
+    for draft_size in (None, 100, 224, 300, 1001):
+        fast = open_pixels(path, draft_size=draft_size)
+        assert isinstance(fast, np.ndarray) and fast.dtype == np.uint8 and fast.shape[2] == 3
+        np.testing.assert_array_equal(fast, pixels_of(open_image(path, draft_size=draft_size)))
+    assert open_pixels(path, draft_size=224).shape == (251, 449, 3)  # 1/4, rounded up: both sides >= 224
+
+
+def test_fast_jpeg_path_gives_pillows_pixels_on_real_images(shared_data):
+    files = sorted(shared_data.glob("*/*.jpg"))[::97]
+    assert len(files) > 50
+    for path in files:
+        fast = open_pixels(path, draft_size=224)
+        assert isinstance(fast, np.ndarray), path
+        np.testing.assert_array_equal(fast, pixels_of(open_image(path, draft_size=224)), err_msg=str(path))
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED_PIXELS))
+def test_awkward_files_give_the_same_pixels_through_open_pixels(bad_corpus, name):
+    # EXIF (turned upright), CMYK and every other format go through Pillow's path.
+    np.testing.assert_array_equal(pixels_of(open_pixels(bad_corpus[name], draft_size=64)),
+                                  pixels_of(open_image(bad_corpus[name], draft_size=64)))
+
+
+@pytest.mark.parametrize("name", sorted(INVALID - {"unreadable"}))
+def test_open_pixels_reports_bad_files_as_open_image_does(bad_corpus, name):
+    if name not in bad_corpus:
+        pytest.skip("this OS cannot make symlinks")
+    with pytest.raises(ImageLoadError) as fast:
+        open_pixels(bad_corpus[name])
+    with pytest.raises(ImageLoadError) as pillow:
+        open_image(bad_corpus[name])
+    assert str(fast.value) == str(pillow.value)
+    data = bad_corpus[name].read_bytes() if bad_corpus[name].is_file() else b""
+    with pytest.raises(ImageLoadError, match="^upload.jpg: "):
+        open_pixels(data, name="upload.jpg")
+
+
+def test_a_jpeg_claiming_too_many_pixels_is_refused_by_open_pixels():
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), "red").save(buffer, "JPEG")
+    data = bytearray(buffer.getvalue())
+    sof = data.index(b"\xff\xc0")
+    data[sof + 5:sof + 9] = (30000).to_bytes(2, "big") * 2  # height, width in the frame header
+    with pytest.raises(ImageLoadError, match="^big.jpg: too large: (30000x30000 = )?900 megapixels"):
+        open_pixels(bytes(data), name="big.jpg")
 
 
 def test_bytes_and_file_objects_load_like_paths(bad_corpus):

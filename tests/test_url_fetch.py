@@ -46,9 +46,12 @@ class Server:
                     self.send_header("Content-Type", "image/jpeg")
                     self.send_header("Transfer-Encoding", "chunked")
                     self.end_headers()
-                    for _ in range(10):
-                        self.wfile.write(b"400\r\n" + b"\xff" * 1024 + b"\r\n")
-                    return self.wfile.write(b"0\r\n\r\n")
+                    try:
+                        for _ in range(10):
+                            self.wfile.write(b"400\r\n" + b"\xff" * 1024 + b"\r\n")
+                        return self.wfile.write(b"0\r\n\r\n")
+                    except OSError:
+                        return None  # the client stopped at its size cap: that is the point
                 self.send_error(404)
 
             def reply(self, body: bytes):
@@ -56,7 +59,10 @@ class Server:
                 self.send_header("Content-Type", "image/jpeg")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # the client refused the body (size cap): that is the point
 
             def redirect(self, location: str):
                 self.send_response(302)

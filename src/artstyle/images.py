@@ -12,6 +12,8 @@ import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
+import numpy as np
+import simplejpeg
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import ImageLoadError
@@ -32,6 +34,13 @@ PILLOW_BOMB = re.compile(r"\((\d+) pixels\)")
 
 Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 BYTES_TYPES = (bytes, bytearray, memoryview)
+
+JPEG_SIGNATURE = b"\xff\xd8\xff"
+# An APP1 segment holding EXIF starts with this; such a JPEG may need turning upright.
+EXIF_SIGNATURE = b"Exif\x00\x00"
+# JPEG colour spaces that libjpeg-turbo turns into the RGB Pillow makes of them (CMYK, YCCK and
+# Adobe RGB go through Pillow).
+PLAIN_JPEG_COLORSPACES = frozenset({"YCbCr", "Gray"})
 
 
 def is_image_file(path: Union[str, os.PathLike]) -> bool:
@@ -88,7 +97,10 @@ def pillow_refusal(exc: Exception) -> str:
 
 def check_pixels(img: Image.Image, label: str, max_pixels: int | None) -> None:
     """Refuse decompression bombs from the header alone, before any pixel memory is allocated."""
-    w, h = img.size
+    check_size(*img.size, label, max_pixels)
+
+
+def check_size(w: int, h: int, label: str, max_pixels: int | None) -> None:
     if w <= 0 or h <= 0:
         raise ImageLoadError(label, f"invalid size {w}x{h}")
     if max_pixels and w * h > max_pixels:
@@ -169,6 +181,82 @@ def _decode(img: Image.Image, label: str, max_pixels: int | None, draft_size: in
         raise ImageLoadError(label, reason) from None
     except MemoryError:
         raise ImageLoadError(label, "out of memory while decoding") from None
+
+
+def open_pixels(
+    source: Source,
+    *,
+    name: str | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    draft_size: int | None = None,
+) -> np.ndarray | Image.Image:
+    """``open_image`` for code that goes on to crop and resize the pixels
+    (``preprocess.crop_pixels`` takes either result).
+
+    The common case, a JPEG without EXIF in YCbCr or grey, is decoded by libjpeg-turbo
+    (simplejpeg) straight to a uint8 HWC RGB array, at the draft reduction Pillow would use. The
+    pixels are Pillow's, bit for bit (tests/test_images.py checks it). It skips Pillow's header
+    parsing, which is written in Python, and the copy out of a PIL image, so it takes about half
+    the CPU of ``open_image`` (bench/bench_preprocess.py). Anything else, and any file this path
+    cannot read, goes through ``open_image``, which says why it cannot.
+
+    Raises ``ImageLoadError(path, reason)`` for anything that cannot be read.
+    """
+    data = read_if_jpeg(source)
+    if data is None:
+        return open_image(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
+    pixels = decode_plain_jpeg(data, max_pixels, draft_size)
+    if pixels is not None:
+        return pixels
+    # Pillow reads the bytes already in memory, and names the input as it would have.
+    return open_image(data, name=describe_source(source, name), max_pixels=max_pixels, draft_size=draft_size)
+
+
+def read_if_jpeg(source: Source) -> bytes | None:
+    """The whole file when ``source`` (a path or bytes) is a JPEG, else None: no other input,
+    and nothing that fails to read here (``open_image`` reports those), takes the fast path."""
+    if isinstance(source, BYTES_TYPES):
+        return bytes(source) if bytes(source[:3]) == JPEG_SIGNATURE else None
+    if not isinstance(source, (str, os.PathLike)):
+        return None
+    try:
+        with open(source, "rb") as f:
+            if f.read(3) != JPEG_SIGNATURE:
+                return None
+            f.seek(0)
+            return f.read()
+    except OSError:
+        return None
+
+
+def decode_plain_jpeg(data: bytes, max_pixels: int | None, draft_size: int | None) -> np.ndarray | None:
+    """A plain JPEG decoded to uint8 HWC RGB, or None when Pillow must handle it (EXIF, another
+    colour space, over a pixel limit, corrupt or truncated: Pillow gives the reason)."""
+    try:
+        height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError:
+        return None
+    limit = max_pixels or Image.MAX_IMAGE_PIXELS  # with no limit of artstyle's, Pillow's guard decides
+    if colorspace not in PLAIN_JPEG_COLORSPACES or width <= 0 or height <= 0 or (limit and width * height > limit):
+        return None
+    # A false match inside the compressed data only sends the file through Pillow.
+    if EXIF_SIGNATURE in data:
+        return None
+    scale = draft_scale(width, height, draft_size)
+    try:
+        return simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale,
+                                      min_width=-(-width // scale), min_height=-(-height // scale))
+    except ValueError:  # strict: libjpeg's warnings (a truncated file) are errors too
+        return None
+
+
+def draft_scale(width: int, height: int, draft_size: int | None) -> int:
+    """The reduction Pillow's JPEG ``draft`` picks: the largest of 8, 4, 2, 1 that keeps both
+    sides at least ``draft_size``."""
+    if not draft_size:
+        return 1
+    fits = min(width // draft_size, height // draft_size)
+    return next(scale for scale in (8, 4, 2, 1) if fits >= scale or scale == 1)
 
 
 def read_header(source: Source, *, name: str | None = None, max_pixels: int | None = DEFAULT_MAX_PIXELS):

@@ -3,10 +3,11 @@ shared by the torch-free predictor, the server, the engine's evaluation, the exp
 int8 calibration and Grad-CAM.
 
 One implementation means an exported model sees exactly the pixels the PyTorch model was
-validated on (the export parity check relies on it). Decoding is Pillow's; the resize is
-OpenCV's, which takes 40 % less CPU than Pillow's on artstyle-v1's mix of sizes (0.31 against
-0.51 ms an image, bench/bench_preprocess.py): on small images Pillow's resize was the largest
-single cost before the model.
+validated on (the export parity check relies on it). Plain JPEGs are decoded by libjpeg-turbo
+straight to an array (``images.open_pixels``), everything else by Pillow, to the same pixels. The
+resize is OpenCV's, which takes 40 % less CPU than Pillow's on artstyle-v1's mix of sizes
+(bench/bench_preprocess.py): on small images Pillow's resize was the largest single cost before
+the model.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageLoadError
-from .images import DEFAULT_MAX_PIXELS, Source, describe_source, open_image
+from .images import DEFAULT_MAX_PIXELS, Source, describe_source, open_image, open_pixels
 
 # Names the pixels this module produces: cached features (engine.probe.feature_key) are reused only
 # for the same version. v2: OpenCV resize on a whole-pixel crop box (v1 was Pillow's bilinear).
@@ -106,7 +107,7 @@ def load_image(source: Source, image_size: int, crop_pct: float = 1.0, *, name: 
     return open_image(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))
 
 
-def to_crop(img: Image.Image, image_size: int, crop_pct: float = 1.0, *, name: str) -> np.ndarray:
+def to_crop(img: Image.Image | np.ndarray, image_size: int, crop_pct: float = 1.0, *, name: str) -> np.ndarray:
     """``crop_pixels`` (uint8 HWC), with an image it cannot handle raised as ``ImageLoadError``
     naming the input: one input must not end a run of thousands."""
     try:
@@ -123,13 +124,19 @@ def to_array(img: Image.Image, image_size: int, mean, std, crop_pct: float = 1.0
 def load_array(source: Source, image_size: int, mean, std, crop_pct: float = 1.0, *, name: str | None = None,
                max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A path, bytes or binary file -> the model's float32 CHW input. Raises ``ImageLoadError``."""
-    img = load_image(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
-    return to_array(img, image_size, mean, std, crop_pct, name=describe_source(source, name))
+    return normalize(load_pixels(source, image_size, crop_pct, name=name, max_pixels=max_pixels), mean, std)
 
 
 def load_pixels(source: Source, image_size: int, crop_pct: float = 1.0, *, name: str | None = None,
                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A path, bytes or binary file -> the model's view as uint8 HWC (the input of an export
     that normalises inside the model). Raises ``ImageLoadError``."""
-    img = load_image(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
+    img = load_decoded(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
     return to_crop(img, image_size, crop_pct, name=describe_source(source, name))
+
+
+def load_decoded(source: Source, image_size: int, crop_pct: float = 1.0, *, name: str | None = None,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image | np.ndarray:
+    """``open_pixels`` at the decode size preprocessing needs: for code that only crops the
+    result, a plain JPEG as an array without Pillow. Raises ``ImageLoadError``."""
+    return open_pixels(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))

@@ -15,6 +15,7 @@ throughput (bench/bench_predict.py measures both ways). Each stream holds its ow
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -28,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ArtstyleError, ImageLoadError
-from ..images import open_image, to_rgb
+from ..images import open_image, open_pixels, to_rgb
 from ..preprocess import PREPROCESS_VERSION, decode_size, model_input, to_crop
 from ..system import cpu_count
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
@@ -270,13 +271,13 @@ class Classifier:
         pool of ``workers``, and up to ``streams`` batches run through the model at once.
         With ``errors="raise"``, the predictions of the batches already in the model are
         yielded before the bad input's ``ImageLoadError`` is raised."""
-        batch_size = batch_size or self.batch_size_for(inputs)
+        sizes = batch_sizes(inputs, batch_size or self.batch_size, self.streams)
         decoder = ThreadPoolExecutor(max_workers=workers or self.workers, thread_name_prefix="artstyle-decode")
         model = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="artstyle-model")
         running: deque = deque()
         try:
             try:
-                for ready in self.decoded_batches(inputs, batch_size, errors, decoder):
+                for ready in self.decoded_batches(inputs, sizes, errors, decoder):
                     running.append((ready, model.submit(self.run_ready, ready)))
                     # One batch queued behind the streams, so a stream that finishes starts the next at once.
                     if len(running) > self.streams:
@@ -293,16 +294,12 @@ class Classifier:
             decoder.shutdown(wait=True, cancel_futures=True)
             model.shutdown(wait=True, cancel_futures=True)
 
-    def batch_size_for(self, inputs) -> int:
-        """The batch size, cut down for a short list of inputs so that every stream gets a share
-        (ten images on two streams: two batches of five, side by side)."""
-        if hasattr(inputs, "__len__") and self.streams > 1:
-            return max(1, min(self.batch_size, -(-len(inputs) // self.streams)))
-        return self.batch_size
-
-    def decoded_batches(self, inputs: Iterable, batch_size: int, errors: str, pool: ThreadPoolExecutor) -> Iterator[list]:
-        """Lists of (name, model input or ImageLoadError), in input order, ``batch_size``
-        decoded arrays each; two batches' worth of images are being decoded ahead at any time."""
+    def decoded_batches(self, inputs: Iterable, sizes: Iterator[int], errors: str,
+                        pool: ThreadPoolExecutor) -> Iterator[list]:
+        """Lists of (name, model input or ImageLoadError), in input order, with as many decoded
+        arrays as the next of ``sizes`` says; two batches' worth of images are being decoded
+        ahead at any time."""
+        batch_size = next(sizes)
         pending: deque = deque()
         numbered = enumerate(inputs)
 
@@ -328,7 +325,7 @@ class Classifier:
                 ready.append((name, exc))
             if decoded == batch_size:
                 yield ready
-                ready, decoded = [], 0
+                ready, decoded, batch_size = [], 0, next(sizes)
         if ready:
             yield ready
 
@@ -348,6 +345,24 @@ class Classifier:
 
     def to_prediction(self, source: str, probs: np.ndarray) -> Prediction:
         return make_prediction(source, probs, self.classes, self.min_confidence)
+
+
+def batch_sizes(inputs, batch_size: int, streams: int) -> Iterator[int]:
+    """The size of each batch, in order. For inputs of known length, the batches come in whole
+    rounds of one per stream, sized within one image of each other (500 images on two streams:
+    16 batches of 31 or 32), so the streams finish together: with a short last batch, one
+    stream would run it alone while the other's core sat idle, a few percent of a folder of
+    hundreds. An iterator of unknown length gets ``batch_size`` throughout."""
+    if not hasattr(inputs, "__len__"):
+        return itertools.repeat(batch_size)
+    count = max(1, len(inputs))
+    batches = streams * -(-count // (streams * batch_size))
+    small, extra = divmod(count, batches)
+    sizes = [small + 1] * extra + [small] * (batches - extra)
+    # No batch of 0 (fewer inputs than streams). An unreadable input does not count towards its
+    # batch, which takes the next inputs instead, so the planned sizes are never all used;
+    # batch_size follows them all the same, so the sizes cannot run out.
+    return itertools.chain((size for size in sizes if size), itertools.repeat(batch_size))
 
 
 def takes_pixels(session) -> bool:
@@ -381,15 +396,16 @@ def make_prediction(source: str, probs: np.ndarray, classes: list[str], min_conf
 
 def load_any(source, name: str | None = None, *, draft_size: int | None = None,
              url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
-             allow_private_urls: bool = False) -> Image.Image:
-    """A path, http(s) URL, bytes, binary file or PIL image -> upright RGB image.
+             allow_private_urls: bool = False, opener=open_image) -> Image.Image | np.ndarray:
+    """A path, http(s) URL, bytes, binary file or PIL image -> upright RGB image (a PIL image;
+    with ``opener=open_pixels``, a uint8 HWC array where that is faster to make).
     Raises ``ImageLoadError`` naming the input."""
     if isinstance(source, Image.Image):
         return to_rgb(source)
     if is_url(source):
         data = fetch_url(source, timeout=url_timeout, max_bytes=max_download, allow_private=allow_private_urls)
-        return open_image(data, name=source, draft_size=draft_size)
-    return open_image(source, name=name, draft_size=draft_size)
+        return opener(data, name=source, draft_size=draft_size)
+    return opener(source, name=name, draft_size=draft_size)
 
 
 def load_crop(source, name: str | None = None, *, image_size: int, crop_pct: float = 1.0,
@@ -398,7 +414,7 @@ def load_crop(source, name: str | None = None, *, image_size: int, crop_pct: flo
     """A path, URL, bytes, binary file or PIL image -> the RGB ``image_size`` square the model
     sees, uint8 HWC. Raises ``ImageLoadError`` naming the input."""
     img = load_any(source, name, draft_size=draft_size, url_timeout=url_timeout, max_download=max_download,
-                   allow_private_urls=allow_private_urls)
+                   allow_private_urls=allow_private_urls, opener=open_pixels)
     return to_crop(img, image_size, crop_pct, name=name or str(source))
 
 
