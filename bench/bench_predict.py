@@ -19,6 +19,13 @@ when other work comes and goes. The paths:
     beside it; for the int8 model also both with one batch at a time over all threads
     (``streams=1``, the predictor before streams), so the gain of streams is measured too
   - cold start of `artstyle predict one.jpg` (process start to answer)
+  - where the CPU goes, counted inside the same runs: the CPU time of the model calls (read on
+    their own threads, one thread per stream) against the whole process's, and the cores each
+    path kept busy. This VM's speed drifts by 10-40 % within minutes (no steal time shows in
+    /proc/stat), so two paths timed a minute apart can see different machines; a share of CPU
+    counted within one run cannot. End to end over model-only is then also given as
+    (model CPU / process CPU, end to end) x (cores busy end to end / cores busy model-only),
+    beside the ratio of the two paths' images/s.
 Prints a Markdown table and writes bench/results/predict.json. Needs artstyle[train] (torch for
 the naive path and, without a shipped model, to export one).
 """
@@ -119,23 +126,26 @@ def cli_runner(onnx: Path, precision: str = "fp32"):
     return run
 
 
-def predictor_runner(clf, in_model: list[float], cpu: list[float]):
-    """The in-process predictor; adds the seconds spent inside ONNX Runtime to ``in_model``
-    (summed over the streams, divided by their number): near 100 % of the wall time means
-    decoding keeps up and the model is the bottleneck. Adds the process's CPU seconds to
-    ``cpu``: CPU over wall near the core count means no core waits for another."""
+def predictor_runner(clf, account: dict):
+    """The in-process predictor. Adds to ``account``: "in_model", the seconds spent inside ONNX
+    Runtime (summed over the streams, divided by their number: near 100 % of the wall time
+    means decoding keeps up); "model_cpu", the CPU seconds of those calls, read on the calling
+    thread (complete when a stream has one thread); "cpu", the process's CPU seconds (over wall,
+    near the core count: no core waits for another); "images"."""
     import threading
 
     run_model = clf.run
     lock = threading.Lock()  # the streams' threads all add to the one total
     active = [False]  # the model-only path calls the same classifier: count only this path's calls
+    account.update(in_model=0.0, model_cpu=0.0, cpu=0.0, images=0)
 
     def counted(batch):
-        tick = time.perf_counter()
+        tick, cpu_tick = time.perf_counter(), time.thread_time()
         out = run_model(batch)
         if active[0]:
             with lock:
-                in_model[0] += (time.perf_counter() - tick) / clf.streams
+                account["in_model"] += (time.perf_counter() - tick) / clf.streams
+                account["model_cpu"] += time.thread_time() - cpu_tick
         return out
     clf.run = counted
 
@@ -146,23 +156,48 @@ def predictor_runner(clf, in_model: list[float], cpu: list[float]):
             return timed(lambda: sum(1 for _ in clf.predict_iter(files)))
         finally:
             active[0] = False
-            cpu[0] += time.process_time() - tick
+            account["cpu"] += time.process_time() - tick
+            account["images"] += len(files)
     return run
 
 
-def model_only_runner(clf, sample: list[Path]):
+def model_only_runner(clf, sample: list[Path], account: dict | None = None):
     """ONNX Runtime alone on already preprocessed batches, as many images as the chunk, with
-    ``clf.streams`` calls at a time as the predictor makes them."""
+    ``clf.streams`` calls at a time as the predictor makes them. Adds the process's CPU seconds,
+    the wall seconds and the images to ``account``."""
     from concurrent.futures import ThreadPoolExecutor
 
     arrays = np.stack([clf.to_array(f) for f in sample[:BATCH]])
     pool = ThreadPoolExecutor(max_workers=clf.streams)
     list(pool.map(clf.run, [arrays] * clf.streams))  # warm-up, every stream
+    account = account if account is not None else {}
+    account.update(cpu=0.0, wall=0.0, images=0)
 
     def run(files, folder):
         calls = max(1, round(len(files) / BATCH))
-        return timed(lambda: list(pool.map(clf.run, [arrays] * calls))) * len(files) / (calls * BATCH)
+        tick = time.process_time()
+        seconds = timed(lambda: list(pool.map(clf.run, [arrays] * calls)))
+        account["cpu"] += time.process_time() - tick
+        account["wall"] += seconds
+        account["images"] += calls * BATCH
+        return seconds * len(files) / (calls * BATCH)
     return run
+
+
+def cpu_accounting(e2e: dict, e2e_seconds: float, model_only: dict) -> dict:
+    """Where the end-to-end path's CPU went, and the end to end over model-only it implies."""
+    share = e2e["model_cpu"] / e2e["cpu"]
+    cores = e2e["cpu"] / e2e_seconds
+    cores_model_only = model_only["cpu"] / model_only["wall"]
+    return {
+        "model_cpu_ms_per_image_end_to_end": round(e2e["model_cpu"] / e2e["images"] * 1000, 3),
+        "model_cpu_ms_per_image_model_only": round(model_only["cpu"] / model_only["images"] * 1000, 3),
+        "process_cpu_ms_per_image_end_to_end": round(e2e["cpu"] / e2e["images"] * 1000, 3),
+        "model_share_of_cpu_end_to_end": round(share, 3),
+        "cores_busy_end_to_end": round(cores, 2),
+        "cores_busy_model_only": round(cores_model_only, 2),
+        "implied_end_to_end_over_model_only": round(share * cores / cores_model_only, 3),
+    }
 
 
 def naive_runner(checkpoint: Path):
@@ -288,13 +323,13 @@ def main() -> None:
           f"{info['machine']['nproc']} CPUs ({info['machine']['cpu']}), load {info['machine']['load_average_at_start']}",
           flush=True)
 
-    in_model = {"fp32": [0.0], "int8": [0.0], "int8_one_stream": [0.0]}
-    cpu = {k: [0.0] for k in in_model}
+    accounts = {k: {} for k in ("fp32", "int8", "int8_one_stream", "fp32_model_only", "int8_model_only")}
     runners = {
         "artstyle_predict_cli": ("`artstyle predict DIR` (process start to CSV written)", cli_runner(onnx)),
         "predictor_in_process": ("predictor end-to-end, in process (decode + inference)",
-                                 predictor_runner(clf, in_model["fp32"], cpu["fp32"])),
-        "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px", model_only_runner(clf, files)),
+                                 predictor_runner(clf, accounts["fp32"])),
+        "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px",
+                           model_only_runner(clf, files, accounts["fp32_model_only"])),
         "naive_torch": (f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", naive_runner(checkpoint)),
     }
     if clf_int8:
@@ -306,12 +341,12 @@ def main() -> None:
             "artstyle_predict_cli_int8": ("`artstyle predict DIR --precision int8` (process start to CSV written)",
                                           cli_runner(onnx, "int8")),
             "predictor_in_process_int8": ("int8 predictor end-to-end, in process",
-                                          predictor_runner(clf_int8, in_model["int8"], cpu["int8"])),
+                                          predictor_runner(clf_int8, accounts["int8"])),
             "ort_model_only_int8": (f"ONNX Runtime int8 model only, batch {BATCH}, {clf.image_size}px",
-                                    model_only_runner(clf_int8, files)),
+                                    model_only_runner(clf_int8, files, accounts["int8_model_only"])),
             "predictor_in_process_int8_one_stream": ("int8 predictor end-to-end, in process, streams=1",
-                                                     predictor_runner(clf_int8_one_stream, in_model["int8_one_stream"],
-                                                                     cpu["int8_one_stream"])),
+                                                     predictor_runner(clf_int8_one_stream,
+                                                                      accounts["int8_one_stream"])),
             "ort_model_only_int8_one_stream": (f"ONNX Runtime int8 model only, streams=1, batch {BATCH}",
                                                model_only_runner(clf_int8_one_stream, files)),
         })
@@ -356,10 +391,14 @@ def main() -> None:
     if cold_int8:
         info["cold_start_s"]["int8_model_median"] = round(statistics.median(cold_int8), 3)
     # Share of the in-process predictor's wall time spent inside ONNX Runtime.
-    predictor_key = {k: "predictor_in_process" + ("" if k == "fp32" else f"_{k}") for k in in_model}
-    info["in_model_share"] = {k: round(v[0] / totals[predictor_key[k]][0], 3)
-                              for k, v in in_model.items() if predictor_key[k] in totals}
-    info["cores_used"] = {k: round(v[0] / totals[predictor_key[k]][0], 2) for k, v in cpu.items() if predictor_key[k] in totals}
+    predictor_key = {k: "predictor_in_process" + ("" if k == "fp32" else f"_{k}") for k in ("fp32", "int8", "int8_one_stream")}
+    timed_paths = {k: key for k, key in predictor_key.items() if key in totals}
+    info["in_model_share"] = {k: round(accounts[k]["in_model"] / totals[key][0], 3) for k, key in timed_paths.items()}
+    info["cores_used"] = {k: round(accounts[k]["cpu"] / totals[key][0], 2) for k, key in timed_paths.items()}
+    # With one thread per stream, the model calls' CPU is all on their own threads.
+    info["cpu_accounting"] = {k: cpu_accounting(accounts[k], totals[predictor_key[k]][0], accounts[f"{k}_model_only"])
+                              for k in ("int8", "fp32") if predictor_key[k] in totals and
+                              info["model"]["ort_intra_op_threads_per_stream"] == 1}
 
     cli = rows["artstyle_predict_cli"]["images_per_s"]
     ratios = {
@@ -411,6 +450,8 @@ def print_table(info: dict) -> None:
     print(f"share of the in-process predictor's time inside ONNX Runtime: {info.get('in_model_share')}; "
           f"cores it kept busy: {info.get('cores_used')}")
     print("ratios: " + ", ".join(f"{k} = {v}" for k, v in info["ratios"].items()))
+    for name, counted in info.get("cpu_accounting", {}).items():
+        print(f"{name}: " + ", ".join(f"{k} = {v}" for k, v in counted.items()))
 
 
 if __name__ == "__main__":

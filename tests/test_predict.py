@@ -169,23 +169,25 @@ def test_a_short_list_is_shared_between_the_streams(exported):
     assert sizes == [5, 5]
 
 
-def test_a_list_runs_in_whole_rounds_of_even_batches(exported, bad_corpus):
-    """The streams finish together: 43 inputs at batch 8 on two streams are six batches of 7 or
-    8, not five of 8 and a last of 3 that one stream would run while the other sat idle. A
-    generator (length unknown) gets full batches."""
+def test_a_list_starts_and_ends_on_small_batches_shared_by_the_streams(exported, bad_corpus):
+    """The streams start early and finish together: 43 inputs at batch 8 on two streams run as a
+    first round of batches of 2, four batches of 7 or 8, then two last rounds of 2, not five of
+    8 and a last of 3 that one stream would run while the other sat idle. A generator (length
+    unknown) gets full batches."""
     clf = artstyle.load(exported.onnx, threads=2, streams=2, batch_size=8)
     sizes, run = [], clf.run
     clf.run = lambda batch: sizes.append(len(batch)) or run(batch)
     inputs = (exported.images * 11)[:42] + [bad_corpus["truncated_jpeg"]]
     predictions = clf.predict(inputs, errors="return")
     assert [p.source for p in predictions] == [str(i) for i in inputs]
-    # 43 inputs: batches of 8, 7, 7, 7, 7 and 7, the last holding the unreadable input (6 reach the model).
-    assert sorted(sizes) == [6, 7, 7, 7, 7, 8]
+    # The last batch of 2 holds the unreadable input: one image of it reaches the model.
+    assert sorted(sizes) == [1, 2, 2, 2, 2, 2, 7, 8, 8, 8]
     sizes.clear()
     assert len(list(clf.predict_iter(iter(exported.images * 5)))) == len(exported.images) * 5
     assert sizes[:-1] == [8] * (len(sizes) - 1)
-    # After the planned sizes, batch_size again: the iterator never runs dry.
-    assert first_sizes(500, 17) == [32] * 4 + [31] * 12 + [32]
+    # After the plan, batch_size again: the sizes never run out.
+    assert first_sizes(500, 23) == [8, 8] + [29] * 4 + [28] * 12 + [8] * 4 + [32]
+    assert first_sizes(10, 3) == [5, 5, 32]
     assert first_sizes(1, 2) == first_sizes(0, 2) == [1, 32]
 
 
