@@ -150,9 +150,8 @@ def pixels_of(decoded) -> np.ndarray:
     return np.asarray(decoded)
 
 
-@pytest.mark.parametrize("subsampling", [0, 1, 2])
+@pytest.mark.parametrize("mode, subsampling", [("RGB", 0), ("RGB", 1), ("RGB", 2), ("L", 0)])  # 4:4:4, 4:2:2, 4:2:0, grey
 @pytest.mark.parametrize("progressive", [False, True])
-@pytest.mark.parametrize("mode", ["RGB", "L"])
 def test_fast_jpeg_path_gives_pillows_pixels_at_every_draft_scale(tmp_path, subsampling, progressive, mode):
     """libjpeg-turbo through simplejpeg must give the pixels Pillow gives, bit for bit, at the
     reduction Pillow's draft picks (1, 1/2, 1/4, 1/8): models are validated on Pillow's."""
@@ -174,6 +173,37 @@ def test_fast_jpeg_path_gives_pillows_pixels_on_real_images(shared_data):
         fast = open_pixels(path, draft_size=224)
         assert isinstance(fast, np.ndarray), path
         np.testing.assert_array_equal(fast, pixels_of(open_image(path, draft_size=224)), err_msg=str(path))
+
+
+def test_jpegs_that_pillow_would_turn_or_not_draft_go_through_pillow(tmp_path):
+    """XMP's orientation (read by Pillow when there is no EXIF) turns the image upright, and an
+    MPO (a camera's multi-picture JPEG) is decoded by Pillow at full size: the fast path must
+    give the same result, so it leaves both to Pillow."""
+    from artstyle.images import fast_jpeg_matches_pillow
+
+    assert fast_jpeg_matches_pillow()  # this environment's Pillow is built on libjpeg-turbo
+    wide = Image.new("RGB", (500, 300), (200, 30, 30))
+    wide.paste((30, 30, 200), (0, 0, 250, 300))
+    xmp = (b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+           b'<rdf:Description xmlns:tiff="http://ns.adobe.com/tiff/1.0/" tiff:Orientation="6"/></rdf:RDF></x:xmpmeta>')
+    wide.save(tmp_path / "xmp.jpg", xmp=xmp)
+    wide.save(tmp_path / "camera.mpo", "MPO", save_all=True, append_images=[wide.rotate(180)])
+    for name in ("xmp.jpg", "camera.mpo"):
+        np.testing.assert_array_equal(pixels_of(open_pixels(tmp_path / name, draft_size=100)),
+                                      pixels_of(open_image(tmp_path / name, draft_size=100)), err_msg=name)
+    assert pixels_of(open_pixels(tmp_path / "xmp.jpg")).shape == (500, 300, 3)  # upright: tall
+
+
+def test_open_pixels_does_not_block_on_a_fifo(tmp_path):
+    import os
+    import threading
+
+    os.mkfifo(tmp_path / "pipe.jpg")
+    outcome = []
+    reader = threading.Thread(target=lambda: outcome.append(load_outcome(tmp_path / "pipe.jpg", open_pixels)), daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert outcome == [("ImageLoadError", f"{tmp_path / 'pipe.jpg'}: empty file (0 bytes)")]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED_PIXELS))
@@ -235,10 +265,10 @@ def test_failed_loads_release_their_file_at_once(bad_corpus):
     assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []
 
 
-def load_outcome(path: Path):
-    """What open_image makes of ``path``: its size, or (error type, message)."""
+def load_outcome(path: Path, opener=open_image):
+    """What open_image (or ``opener``) makes of ``path``: its size, or (error type, message)."""
     try:
-        return open_image(path).size
+        return opener(path).size
     except ImageLoadError as exc:
         return "ImageLoadError", str(exc)
 

@@ -5,16 +5,19 @@ It never imports torch, so the torch-free predictor can use it.
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 from typing import BinaryIO, Union
 
 import numpy as np
 import simplejpeg
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError, features
 
 from .errors import ImageLoadError
 
@@ -36,8 +39,14 @@ Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
 BYTES_TYPES = (bytes, bytearray, memoryview)
 
 JPEG_SIGNATURE = b"\xff\xd8\xff"
-# An APP1 segment holding EXIF starts with this; such a JPEG may need turning upright.
-EXIF_SIGNATURE = b"Exif\x00\x00"
+# A JPEG holding any of these goes through Pillow: EXIF, or XMP's tiff:Orientation (which Pillow
+# reads when there is no EXIF), may turn it upright; an MPO (a camera's multi-picture file, with
+# an MPF segment) is a format Pillow does not draft. A false match inside the compressed data
+# only sends the file through Pillow.
+NEEDS_PILLOW = (b"Exif\x00\x00", b"tiff:Orientation", b"MPF\x00")
+# Larger files go through Pillow, which refuses a decompression bomb from its header before
+# reading the rest of the file.
+MAX_FAST_JPEG_BYTES = 64 * 1024 * 1024
 # JPEG colour spaces that libjpeg-turbo turns into the RGB Pillow makes of them (CMYK, YCCK and
 # Adobe RGB go through Pillow).
 PLAIN_JPEG_COLORSPACES = frozenset({"YCbCr", "Gray"})
@@ -193,33 +202,42 @@ def open_pixels(
     """``open_image`` for code that goes on to crop and resize the pixels
     (``preprocess.crop_pixels`` takes either result).
 
-    The common case, a JPEG without EXIF in YCbCr or grey, is decoded by libjpeg-turbo
-    (simplejpeg) straight to a uint8 HWC RGB array, at the draft reduction Pillow would use. The
-    pixels are Pillow's, bit for bit (tests/test_images.py checks it). It skips Pillow's header
-    parsing, which is written in Python, and the copy out of a PIL image, so it takes about half
-    the CPU of ``open_image`` (bench/bench_preprocess.py). Anything else, and any file this path
-    cannot read, goes through ``open_image``, which says why it cannot.
+    The common case, a plain JPEG (YCbCr or grey, no EXIF or XMP, not a multi-picture file), is
+    decoded by libjpeg-turbo (simplejpeg) straight to a uint8 HWC RGB array, at the draft
+    reduction Pillow would use. The pixels are Pillow's, bit for bit (tests/test_images.py; and
+    ``fast_jpeg_matches_pillow`` checks that this Pillow's libjpeg is the same). It skips Pillow's header
+    parsing, which is written in Python, and the copy out of a PIL image: a third less CPU than
+    ``open_image`` (bench/bench_preprocess.py). Anything else, and any file this path cannot
+    read, goes through ``open_image``, which says why it cannot.
 
     Raises ``ImageLoadError(path, reason)`` for anything that cannot be read.
     """
     data = read_if_jpeg(source)
     if data is None:
         return open_image(source, name=name, max_pixels=max_pixels, draft_size=draft_size)
-    pixels = decode_plain_jpeg(data, max_pixels, draft_size)
-    if pixels is not None:
-        return pixels
+    if fast_jpeg_matches_pillow():
+        pixels = decode_plain_jpeg(data, max_pixels, draft_size)
+        if pixels is not None:
+            return pixels
     # Pillow reads the bytes already in memory, and names the input as it would have.
     return open_image(data, name=describe_source(source, name), max_pixels=max_pixels, draft_size=draft_size)
 
 
 def read_if_jpeg(source: Source) -> bytes | None:
-    """The whole file when ``source`` (a path or bytes) is a JPEG, else None: no other input,
-    and nothing that fails to read here (``open_image`` reports those), takes the fast path."""
+    """The whole file when ``source`` (a path or bytes) is a JPEG of a sane size, else None: no
+    other input, and nothing that fails to read here (``open_image`` reports those), takes the
+    fast path."""
     if isinstance(source, BYTES_TYPES):
-        return bytes(source) if bytes(source[:3]) == JPEG_SIGNATURE else None
+        if len(source) > MAX_FAST_JPEG_BYTES or bytes(source[:3]) != JPEG_SIGNATURE:
+            return None
+        return bytes(source)
     if not isinstance(source, (str, os.PathLike)):
         return None
     try:
+        # A regular file only: a FIFO or a device would block or never end.
+        info = os.stat(source)
+        if not stat.S_ISREG(info.st_mode) or not 0 < info.st_size <= MAX_FAST_JPEG_BYTES:
+            return None
         with open(source, "rb") as f:
             if f.read(3) != JPEG_SIGNATURE:
                 return None
@@ -230,24 +248,40 @@ def read_if_jpeg(source: Source) -> bytes | None:
 
 
 def decode_plain_jpeg(data: bytes, max_pixels: int | None, draft_size: int | None) -> np.ndarray | None:
-    """A plain JPEG decoded to uint8 HWC RGB, or None when Pillow must handle it (EXIF, another
-    colour space, over a pixel limit, corrupt or truncated: Pillow gives the reason)."""
+    """A plain JPEG decoded to uint8 HWC RGB, or None when Pillow must handle it: another colour
+    space, EXIF, XMP or MPF, over a pixel limit, corrupt or truncated. It never raises, so that
+    ``open_image`` gives the reason, in its own words."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
         return None
-    limit = max_pixels or Image.MAX_IMAGE_PIXELS  # with no limit of artstyle's, Pillow's guard decides
-    if colorspace not in PLAIN_JPEG_COLORSPACES or width <= 0 or height <= 0 or (limit and width * height > limit):
+    if colorspace not in PLAIN_JPEG_COLORSPACES or width <= 0 or height <= 0:
         return None
-    # A false match inside the compressed data only sends the file through Pillow.
-    if EXIF_SIGNATURE in data:
+    # Above artstyle's limit or Pillow's own guard, Pillow refuses (or warns) as it always has.
+    if any(limit and width * height > limit for limit in (max_pixels, Image.MAX_IMAGE_PIXELS)):
+        return None
+    if any(marker in data for marker in NEEDS_PILLOW):
         return None
     scale = draft_scale(width, height, draft_size)
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale,
                                       min_width=-(-width // scale), min_height=-(-height // scale))
-    except ValueError:  # strict: libjpeg's warnings (a truncated file) are errors too
+    except (ValueError, MemoryError):  # strict: libjpeg's warnings (a truncated file) are errors too
         return None
+
+
+@functools.cache
+def fast_jpeg_matches_pillow() -> bool:
+    """Whether this process's Pillow decodes JPEGs with libjpeg-turbo, as simplejpeg does, so the
+    two give the same pixels (tests/test_images.py checks them bit for bit). Pillow's wheels
+    carry libjpeg-turbo; a Pillow built on IJG's libjpeg (9 upsamples chroma differently) would
+    give other pixels, and the fast path then stays off, with one warning."""
+    if features.check_feature("libjpeg_turbo"):
+        return True
+    logging.getLogger("artstyle").warning(
+        "this Pillow is not built on libjpeg-turbo, so simplejpeg would decode JPEGs to other pixels: "
+        "every image is decoded by Pillow, which is slower")
+    return False
 
 
 def draft_scale(width: int, height: int, draft_size: int | None) -> int:

@@ -131,12 +131,5 @@ def load_pixels(source: Source, image_size: int, crop_pct: float = 1.0, *, name:
                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """A path, bytes or binary file -> the model's view as uint8 HWC (the input of an export
     that normalises inside the model). Raises ``ImageLoadError``."""
-    img = load_decoded(source, image_size, crop_pct, name=name, max_pixels=max_pixels)
+    img = open_pixels(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))
     return to_crop(img, image_size, crop_pct, name=describe_source(source, name))
-
-
-def load_decoded(source: Source, image_size: int, crop_pct: float = 1.0, *, name: str | None = None,
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image | np.ndarray:
-    """``open_pixels`` at the decode size preprocessing needs: for code that only crops the
-    result, a plain JPEG as an array without Pillow. Raises ``ImageLoadError``."""
-    return open_pixels(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))

@@ -1,7 +1,8 @@
 """The torch-free classifier: an exported ONNX model and its model card, run by ONNX Runtime.
 
-Only onnxruntime, numpy, Pillow and OpenCV are imported (a test checks that torch never is), so
-a user who only predicts installs no deep-learning framework. Images are decoded and preprocessed on a thread
+Only onnxruntime, numpy, Pillow, simplejpeg and OpenCV are imported (a test checks that torch
+never is), so a user who only predicts installs no deep-learning framework. Images are decoded
+and preprocessed on a thread
 pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous batches.
 
 The model runs several batches at once ("streams"), each call on its share of the threads,
@@ -44,8 +45,8 @@ DEFAULT_BATCH_SIZE = 32
 # faster than they add speed, since each call already has several threads.
 MAX_DEFAULT_STREAMS = 4
 CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
-# Images per decode task: a task's hand-off between threads (a queue, a wake-up, a future) costs
-# about a quarter of a small image's decode, so several images share one.
+# Images per decode task: each task's hand-off between threads (a queue, a wake-up, a future) is
+# shared by several small images.
 DECODE_CHUNK = 8
 # The label of a prediction below the classifier's min_confidence (its probabilities are kept).
 UNCERTAIN = "uncertain"
@@ -359,14 +360,14 @@ def batch_sizes(inputs, batch_size: int, streams: int) -> Iterator[int]:
     For inputs of known length:
     - **The start:** the first round (one batch per stream) is a quarter of ``batch_size``, so
       the first stream starts after 8 images are decoded, not 32, and the second soon after.
-    - **The end:** so is the last two rounds, so the streams finish within a small batch of each
-      other; with full batches, one stream ran the last alone while the other's core sat idle,
-      up to 0.14 s of a 2 s run of 500 images.
+    - **The end:** so are the last two rounds, so the streams finish within a small batch of
+      each other; with full batches, one stream ran the last alone while the other's core sat
+      idle.
     - **Between them:** whole rounds of batches sized within one image of each other (``even``).
     - **A short list** (up to four small rounds): one round, or a few, of even batches (ten images
       on two streams: two batches of five, side by side).
-    The model's cost per image is the same at batch 8 as at 32 on a CPU, within this machine's
-    noise. An iterator of unknown length gets ``batch_size`` throughout."""
+    On a CPU the model's cost per image hardly depends on the batch size, so small batches
+    cost nothing. An iterator of unknown length gets ``batch_size`` throughout."""
     if not hasattr(inputs, "__len__"):
         return itertools.repeat(batch_size)
     count = len(inputs)

@@ -18,7 +18,8 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from ..infer import Classifier
-from ..preprocess import load_decoded, load_image, to_crop
+from ..images import open_pixels
+from ..preprocess import load_image, to_crop
 
 # EXIF orientations that turn the stored image by 90 degrees: the upright size swaps w and h.
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
@@ -79,8 +80,10 @@ class InferenceService:
     def decode_sync(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
         clf = self.classifier
         # An explanation draws on a PIL image; a plain prediction takes the faster array.
-        loader = load_image if keep_image else load_decoded
-        image = loader(data, clf.image_size, clf.crop_pct, name=name, max_pixels=self.max_pixels)
+        if keep_image:
+            image = load_image(data, clf.image_size, clf.crop_pct, name=name, max_pixels=self.max_pixels)
+        else:
+            image = open_pixels(data, name=name, max_pixels=self.max_pixels, draft_size=clf.draft_size)
         width, height = upright_size(data)
         array = clf.model_input(to_crop(image, clf.image_size, clf.crop_pct, name=name))
         return Decoded(array, width, height, image if keep_image else None)
