@@ -5,9 +5,9 @@ int8 calibration and Grad-CAM.
 One implementation means an exported model sees exactly the pixels the PyTorch model was
 validated on (the export parity check relies on it). Plain JPEGs are decoded by libjpeg-turbo
 straight to an array (``images.open_pixels``), everything else by Pillow, to the same pixels. The
-resize is OpenCV's, which takes 40 % less CPU than Pillow's on artstyle-v1's mix of sizes
-(bench/bench_preprocess.py): on small images Pillow's resize was the largest single cost before
-the model.
+resize is OpenCV's, which takes a third to a half less CPU than Pillow's on artstyle-v1's mix of
+sizes (bench/bench_preprocess.py): on small images Pillow's resize was the largest single cost
+before the model.
 """
 
 from __future__ import annotations

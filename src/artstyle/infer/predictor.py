@@ -2,8 +2,8 @@
 
 Only onnxruntime, numpy, Pillow, simplejpeg and OpenCV are imported (a test checks that torch
 never is), so a user who only predicts installs no deep-learning framework. Images are decoded
-and preprocessed on a thread
-pool (Pillow and numpy release the GIL) while ONNX Runtime runs the previous batches.
+and preprocessed on a thread pool (the decoders and OpenCV release the GIL) while ONNX Runtime
+runs the previous batches.
 
 The model runs several batches at once ("streams"), each call on its share of the threads,
 rather than one batch at a time spread over every core: a convolution split across threads waits
