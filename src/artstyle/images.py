@@ -244,10 +244,10 @@ def read_if_jpeg(source: Source) -> bytes | None:
         return None
 
 
-def decode_plain_jpeg(data: bytes, max_pixels: int | None, draft_size: int | None) -> np.ndarray | None:
-    """A plain JPEG decoded to uint8 HWC RGB, or None when Pillow must handle it: another colour
-    space, EXIF, XMP or MPF, over a pixel limit, corrupt or truncated. It never raises, so that
-    ``open_image`` gives the reason, in its own words."""
+def plain_jpeg_size(data: bytes, max_pixels: int | None) -> tuple[int, int] | None:
+    """(width, height), from its header, of a JPEG that is shown as it is stored and that the
+    fast path may decode: YCbCr or grey, no EXIF, XMP or MPF, within artstyle's and Pillow's
+    pixel limits. None for anything else."""
     try:
         height, width, colorspace, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError:
@@ -259,6 +259,17 @@ def decode_plain_jpeg(data: bytes, max_pixels: int | None, draft_size: int | Non
         return None
     if any(marker in data for marker in NEEDS_PILLOW):
         return None
+    return width, height
+
+
+def decode_plain_jpeg(data: bytes, max_pixels: int | None, draft_size: int | None) -> np.ndarray | None:
+    """A plain JPEG (``plain_jpeg_size``) decoded to uint8 HWC RGB, or None when Pillow must
+    handle it, corrupt or truncated files included. It never raises, so that ``open_image``
+    gives the reason, in its own words."""
+    size = plain_jpeg_size(data, max_pixels)
+    if size is None:
+        return None
+    width, height = size
     scale = draft_scale(width, height, draft_size)
     try:
         return simplejpeg.decode_jpeg(data, colorspace="RGB", min_factor=scale,

@@ -19,7 +19,7 @@ import numpy as np
 from PIL import Image
 
 from .errors import ImageLoadError
-from .images import DEFAULT_MAX_PIXELS, Source, describe_source, open_image, open_pixels
+from .images import DEFAULT_MAX_PIXELS, Source, describe_source, open_pixels
 
 # Names the pixels this module produces: cached features (engine.probe.feature_key) are reused only
 # for the same version. v2: OpenCV resize on a whole-pixel crop box (v1 was Pillow's bilinear).
@@ -99,12 +99,6 @@ def decode_size(image_size: int, crop_pct: float = 1.0) -> int:
     """The size an image must be decoded at for preprocessing: the short side is resized to
     image_size / crop_pct, so JPEGs may be decoded (libjpeg's draft mode) down to that, no further."""
     return int(math.ceil(image_size / crop_pct))
-
-
-def load_image(source: Source, image_size: int, crop_pct: float = 1.0, *, name: str | None = None,
-               max_pixels: int | None = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """``open_image`` at the decode size preprocessing needs. Raises ``ImageLoadError``."""
-    return open_image(source, name=name, max_pixels=max_pixels, draft_size=decode_size(image_size, crop_pct))
 
 
 def to_crop(img: Image.Image | np.ndarray, image_size: int, crop_pct: float = 1.0, *, name: str) -> np.ndarray:

@@ -18,8 +18,8 @@ import numpy as np
 from PIL import ExifTags, Image
 
 from ..infer import Classifier
-from ..images import open_pixels
-from ..preprocess import load_image, to_crop
+from ..images import open_image, open_pixels, plain_jpeg_size
+from ..preprocess import to_crop
 
 # EXIF orientations that turn the stored image by 90 degrees: the upright size swaps w and h.
 TRANSPOSING_ORIENTATIONS = {5, 6, 7, 8}
@@ -80,10 +80,8 @@ class InferenceService:
     def decode_sync(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
         clf = self.classifier
         # An explanation draws on a PIL image; a plain prediction takes the faster array.
-        if keep_image:
-            image = load_image(data, clf.image_size, clf.crop_pct, name=name, max_pixels=self.max_pixels)
-        else:
-            image = open_pixels(data, name=name, max_pixels=self.max_pixels, draft_size=clf.draft_size)
+        opener = open_image if keep_image else open_pixels
+        image = opener(data, name=name, max_pixels=self.max_pixels, draft_size=clf.draft_size)
         width, height = upright_size(data)
         array = clf.model_input(to_crop(image, clf.image_size, clf.crop_pct, name=name))
         return Decoded(array, width, height, image if keep_image else None)
@@ -134,7 +132,12 @@ class InferenceService:
 
 
 def upright_size(data: bytes) -> tuple[int, int]:
-    """The size a viewer shows: the stored size, turned by the EXIF orientation (header only)."""
+    """The size a viewer shows: the stored size, turned by the EXIF orientation (header only).
+    A plain JPEG, shown as stored, takes its size from the header parse of the fast decode
+    rather than from Pillow's, which is written in Python."""
+    plain = plain_jpeg_size(data, max_pixels=None)
+    if plain is not None:
+        return plain
     with Image.open(io.BytesIO(data)) as img:
         width, height = img.size
         orientation = img.getexif().get(ExifTags.Base.Orientation)
