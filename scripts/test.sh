@@ -8,5 +8,8 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 python -m pip install -q torch==2.14.1 torchvision==0.29.1 -e ".[all]"
+if [ -n "${CI_PIP_FREEZE:-}" ]; then
+    echo "--- pip freeze"; python -m pip freeze; echo "---"
+fi
 python -m ruff check src tests bench scripts
 exec python -m pytest "$@"

@@ -264,9 +264,15 @@ class QuantSettings:
     keep_stem: bool = True
     keep_head: bool = True
     percentile: float = 99.999
+    # 7-bit weights: without VNNI, x86 int8 kernels add pairs of u8 x s8 products in 16-bit
+    # registers (pmaddubsw), which saturate unless |weight| <= 64 (255 * 64 * 2 < 2**15). With
+    # them, every x86-64 CPU computes the same answers; with 8-bit weights, only VNNI ones did.
+    reduce_range: bool = True
 
     def describe(self) -> dict:
-        return {"format": "QDQ", "weights": "int8, per channel", "activations": "uint8, per tensor",
+        weights = "int8 in the 7-bit range [-64, 64], per channel" if self.reduce_range else "int8, per channel"
+        return {"format": "QDQ", "weights": weights, "reduce_range": self.reduce_range,
+                "activations": "uint8, per tensor",
                 "calibration_method": self.method, "keep_fp32": [n for n, on in
                 (("stem", self.keep_stem), ("head", self.keep_head)) if on]}
 
@@ -287,7 +293,7 @@ def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: 
         keep = fp32_nodes(prepared, stem=settings.keep_stem, head=settings.keep_head)
         quantize_static(
             str(prepared), str(output), calibration_reader(input_name, calib),
-            quant_format=QuantFormat.QDQ, per_channel=True,
+            quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=settings.reduce_range,
             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
             calibrate_method=method, nodes_to_exclude=keep, op_types_to_quantize=list(TRUNK_OPS),
             extra_options={"CalibPercentile": settings.percentile,

@@ -15,6 +15,7 @@ throughput (bench/bench_predict.py measures both ways). Each stream holds its ow
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -32,7 +33,7 @@ from PIL import Image
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, open_pixels, to_rgb
 from ..preprocess import PREPROCESS_VERSION, decode_size, model_input, to_crop
-from ..system import cpu_count
+from ..system import cpu_count, has_vnni, is_x86_64
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
@@ -98,15 +99,16 @@ def fp32_path(onnx_path: Path) -> Path:
 def resolve_model(model: str | os.PathLike | None, precision: str = "auto") -> Path:
     """A model argument and a precision -> the .onnx file. ``None`` is the shipped default model.
 
-    ``precision``: "auto" takes the file named (for the default model: the int8 one when it is
-    installed); "fp32" or "int8" take that precision's file of the same model, side by side."""
+    ``precision``: "auto" takes the file named (for the default model: the int8 one where it is
+    as accurate as fp32 on this kind of CPU, see ``int8_validated_here``); "fp32" or "int8" take
+    that precision's file of the same model, side by side."""
     if precision not in PRECISIONS:
         raise ArtstyleError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     if model is None:
         if not DEFAULT_MODEL.is_file():
             raise ArtstyleError("no default model is installed; pass --model (an exported .onnx)")
         if precision == "auto":
-            return int8_path(DEFAULT_MODEL) if int8_path(DEFAULT_MODEL).is_file() else DEFAULT_MODEL
+            return auto_precision(DEFAULT_MODEL)
         return with_precision(DEFAULT_MODEL, precision)
     path = Path(model)
     if path.is_dir():
@@ -126,6 +128,37 @@ def resolve_model(model: str | os.PathLike | None, precision: str = "auto") -> P
     if not path.is_file():
         raise ArtstyleError(f"{path}: model not found")
     return path if precision == "auto" else with_precision(path, precision)
+
+
+def int8_validated_here(int8_card: dict) -> tuple[bool, str]:
+    """Whether an int8 model's accuracy figures hold on this CPU, and why.
+
+    Its figures were measured on x86-64. 7-bit weights give the same answers on every x86-64
+    CPU: the 16-bit pair sums of CPUs without VNNI cannot saturate. 8-bit weights do only where
+    the sums are 32-bit (VNNI). Other architectures run other kernels, which nobody measured."""
+    if not is_x86_64():
+        return False, "int8 accuracy is measured on x86-64 only"
+    if int8_card.get("quantization", {}).get("reduce_range"):
+        return True, "7-bit weights: the same answers on every x86-64 CPU"
+    if has_vnni():
+        return True, "8-bit weights on a CPU with VNNI"
+    return False, "8-bit weights may saturate on a CPU without VNNI"
+
+
+def auto_precision(fp32_model: Path) -> Path:
+    """``precision="auto"`` for the shipped model: int8 where it is as accurate as fp32 here."""
+    int8 = int8_path(fp32_model)
+    if not int8.is_file():
+        return fp32_model
+    validated, why = int8_validated_here(read_card(int8))
+    log_once(f"precision auto: {'int8' if validated else 'fp32'} ({why})")
+    return int8 if validated else fp32_model
+
+
+@functools.cache
+def log_once(message: str) -> None:
+    """A debug line, once per process however many times the choice is made."""
+    logging.getLogger("artstyle").debug(message)
 
 
 def with_precision(path: Path, precision: str) -> Path:

@@ -1,0 +1,93 @@
+"""What 7-bit int8 weights cost: speed and answers of two int8 versions of one fp32 model.
+
+    python bench/bench_int8_weights.py --before OLD.int8.onnx [--model MODEL.onnx] [--rounds 8]
+
+Compares, side by side in one run, the fp32 model, an int8 model with 8-bit weights (``--before``,
+e.g. the previous shipped file: ``git show REV:src/artstyle/assets/default.int8.onnx``) and the
+int8 model beside ``--model`` (7-bit weights, ``reduce_range``). Model-only images/s at batch 32
+with every model's rounds interleaved, so that all three see the same machine; and, on the
+held-out slice the model card names (tests/data/default_test_split.csv for the shipped model),
+top-1 agreement with fp32 and accuracy. Without VNNI, x86 int8 kernels sum pairs of u8 x s8
+products in 16 bits: 8-bit weights can saturate there, 7-bit ones cannot. Writes
+bench/results/int8_weights.json with the machine's instruction sets.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
+
+from bench_quantize import probs, session, speed  # noqa: E402
+
+from artstyle.engine.quantize import agreement  # noqa: E402
+from artstyle.infer.predictor import DEFAULT_MODEL, int8_path  # noqa: E402
+from artstyle.system import cpu_count  # noqa: E402
+
+RESULTS = REPO / "bench" / "results" / "int8_weights.json"
+TEST_SPLIT = REPO / "tests" / "data" / "default_test_split.csv"
+SHARED = REPO.parent / "shared" / "data"
+
+
+def held_out(card: dict) -> tuple[np.ndarray, list[str]]:
+    """The shipped model's held-out slice, as the model's input, and its labels."""
+    import pandas as pd
+
+    import artstyle
+
+    test = pd.read_csv(TEST_SPLIT)
+    clf = artstyle.load(precision="fp32")
+    return np.stack([clf.to_array(SHARED / p) for p in test["path"]]), list(test["label"])
+
+
+def weight_range(path: Path) -> list[int]:
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(path).graph
+    weights = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    arrays = [numpy_helper.to_array(weights[n.input[0]]) for n in graph.node
+              if n.op_type == "DequantizeLinear" and n.input[0] in weights]
+    return [int(min(a.min() for a in arrays)), int(max(a.max() for a in arrays))]
+
+
+def main() -> None:
+    from _provenance import provenance
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the fp32 .onnx; its .int8.onnx has 7-bit weights")
+    parser.add_argument("--before", required=True, help="an int8 .onnx of the same model with 8-bit weights")
+    parser.add_argument("--rounds", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=cpu_count())
+    parser.add_argument("--results", default=str(RESULTS))
+    args = parser.parse_args()
+
+    model = Path(args.model)
+    card = json.loads(model.with_suffix(".json").read_text())
+    paths = {"fp32": model, "int8_8bit": Path(args.before), "int8_7bit": int8_path(model)}
+    batch, labels = held_out(card)
+    fp32 = probs(session(model, args.threads), batch)
+    info = {"provenance": provenance(), "model": str(model), "threads": args.threads, "batch": 32,
+            "rounds": args.rounds, "holdout": f"{TEST_SPLIT.relative_to(REPO)}: {len(batch)} images",
+            "weight_range": {k: weight_range(p) for k, p in paths.items() if k != "fp32"},
+            "parity": {k: agreement(fp32, probs(session(p, args.threads), batch), labels, card["classes"])
+                       for k, p in paths.items() if k != "fp32"}}
+    info["images_per_s"] = speed(paths, batch, args.threads, rounds=args.rounds)
+    ips = info["images_per_s"]
+    info["int8_over_fp32"] = {k: round(ips[k] / ips["fp32"], 3) for k in ("int8_8bit", "int8_7bit")}
+    info["cost_of_7bit"] = round(ips["int8_7bit"] / ips["int8_8bit"], 3)
+    Path(args.results).write_text(json.dumps(info, indent=2) + "\n")
+    print(json.dumps({k: info[k] for k in ("weight_range", "images_per_s", "int8_over_fp32", "cost_of_7bit")}, indent=1))
+    for k, p in info["parity"].items():
+        print(k, {m: p[m] for m in ("top1_agreement", "accuracy_fp32", "accuracy_int8") if m in p})
+
+
+if __name__ == "__main__":
+    main()
