@@ -102,6 +102,10 @@ def pct(x, digits: int = 1) -> str:
     return "" if x is None else f"{100 * x:.{digits}f} %"
 
 
+def count(n) -> str:
+    return f"{n:,}" if isinstance(n, int) else str(n)
+
+
 def table(header: list[str], rows: list[list], align: str | None = None) -> str:
     align = align or "l" + "r" * (len(header) - 1)
     rule = ["---:" if a == "r" else "---" for a in align]
@@ -125,7 +129,9 @@ def source_note(ctx: Context, *names: str) -> str:
     for name in names:
         p = ctx.results[name]["provenance"]
         lines.append(f"{ctx.result_link(name)}: `{p.get('command', '')}` on {machine(p)}.")
-    return "\n".join(f"Source: {line}" if i == 0 else f"and {line}" for i, line in enumerate(lines))
+    if len(lines) == 1:
+        return f"Source: {lines[0]}"
+    return "Sources:\n\n" + "\n".join(f"- {line}" for line in lines)
 
 
 def missing(*names: str) -> str:
@@ -144,7 +150,6 @@ def needs(*names: str):
         def checked(ctx: Context) -> str:
             absent = [n for n in names if n not in ctx.results]
             return missing(*absent) if absent else render(ctx)
-        checked.sources = names
         return checked
     return wrap
 
@@ -165,6 +170,12 @@ def held_out(card: dict) -> tuple[str, str, str]:
     return f4(cv.get("mean_accuracy")), f4(cv.get("group_mean_accuracy")), worst
 
 
+def int8_held_out(ctx: Context) -> dict | None:
+    """The int8 model's grouped-CV figures (bench_int8_groups.py), when measured with provenance."""
+    held_out_groups = ctx.results.get("int8_groups.json", {}).get("held_out_groups", {})
+    return next((m for name, m in held_out_groups.items() if name.startswith("int8") and "refit" in name), None)
+
+
 def render_default_model(ctx: Context) -> str:
     """The README's short table: grouped CV, held-out slice, agreement, speed."""
     fp32, int8 = fp32_card(ctx), int8_card(ctx)
@@ -172,15 +183,22 @@ def render_default_model(ctx: Context) -> str:
     fp32_link, int8_link = ctx.card_link("default.json"), ctx.card_link("default.int8.json")
     pooled, mean, worst = held_out(fp32)
     rows = [
-        [f"sources never seen in training (grouped {cv.get('folds')}-fold CV, {len(cv.get('groups', {}))} sources): "
-         "pooled / mean over sources / worst source", f"{pooled} / {mean} / {worst}", fp32_link],
-        [f"held-out slice of the training sources ({fp32.get('test_metrics', {}).get('n')} images): int8 / fp32",
+        [f"sources never seen in training (grouped {cv.get('folds')}-fold CV, {len(cv.get('groups', {}))} sources), "
+         "fp32: pooled / mean over sources / worst source", f"{pooled} / {mean} / {worst}", fp32_link],
+        [f"held-out slice of the training sources ({count(fp32.get('test_metrics', {}).get('n'))} images): "
+         "int8 / fp32",
          f"{f4(int8.get('test_metrics', {}).get('accuracy'))} / {f4(fp32.get('test_metrics', {}).get('accuracy'))}",
          int8_link],
         ["int8 gives fp32's top-1 answer on the held-out slice", pct(q.get("top1_agreement")), int8_link],
         [f"calibration error (ECE), out of fold, at temperature {fp32.get('temperature', 0):.2f}",
          f3(cv.get("ece")), fp32_link],
     ]
+    int8_cv = int8_held_out(ctx)
+    if int8_cv:
+        rows.insert(1, ["the same, int8 (the model that runs; heads refitted on its features per fold)",
+                        f"{f4(int8_cv.get('accuracy'))} / {f4(int8_cv.get('group_mean_accuracy'))} / "
+                        f"{int8_cv.get('worst_group', '')} {f3(int8_cv.get('worst_group_accuracy'))}",
+                        ctx.result_link("int8_groups.json")])
     predict = ctx.results.get("predict.json")
     if predict:
         r = predict.get("results", {})
@@ -202,14 +220,14 @@ def render_model_card(ctx: Context) -> str:
     recall = " / ".join(f"{c} {f3(m.get('recall'))}" for c, m in test.get("per_class", {}).items())
     under = sorted(g for g, r in cv.get("groups", {}).items() if r.get("accuracy", 1) < 0.70)
     rows = [
-        ["images, sources, folds", f"{cv.get('n')}, {len(cv.get('groups', {}))}, {cv.get('folds')}"],
+        ["images, sources, folds", f"{count(cv.get('n'))}, {len(cv.get('groups', {}))}, {cv.get('folds')}"],
         ["held out by source: pooled accuracy", pooled],
         ["held out by source: mean over sources", mean],
         ["held out by source: worst source", worst],
         ["sources under 0.70", f"{len(under)}: {', '.join(under)}"],
         ["ECE out of fold: raw -> at the fitted temperature", f"{f3(cv.get('ece_uncalibrated'))} -> {f3(cv.get('ece'))}"],
         ["temperature (fitted on held-out sources)", f"{fp32.get('temperature', 0):.3f}"],
-        [f"held-out slice ({test.get('n')} images): fp32 accuracy / macro-F1", f"{f4(test.get('accuracy'))} / "
+        [f"held-out slice ({count(test.get('n'))} images): fp32 accuracy / macro-F1", f"{f4(test.get('accuracy'))} / "
          f"{f4(test.get('macro_f1'))}"],
         ["held-out slice: fp32 recall per class", recall],
         ["held-out slice: int8 accuracy", f4(int8.get("test_metrics", {}).get("accuracy"))],
@@ -329,7 +347,7 @@ def render_quantize(ctx: Context) -> str:
 def render_robustness(ctx: Context) -> str:
     data = ctx.results["robustness.json"]
     rows = [[name, f4(acc)] for name, acc in data.get("accuracy", {}).items()]
-    return (f"{data.get('images')} images of `{data.get('split', '')}`, model `{data.get('model', '')}`.\n\n"
+    return (f"{count(data.get('images'))} images of `{data.get('split', '')}`, model `{data.get('model', '')}`.\n\n"
             + table(["condition", "accuracy"], rows) + "\n\n" + source_note(ctx, "robustness.json"))
 
 
@@ -364,22 +382,34 @@ def render_predict(ctx: Context) -> str:
     cold = data.get("cold_start_s", {})
     if "int8_model_median" in cold:
         rows.append(["cold start `artstyle predict one.jpg`, int8, median (s)", cold["int8_model_median"]])
-    head = (f"{data.get('images')} images of `{Path(str(data.get('data', ''))).name}` in {data.get('rounds')} rounds, "
+    head = (f"{count(data.get('images'))} images of `{Path(str(data.get('data', ''))).name}` in {data.get('rounds')} rounds, "
             f"batch {data.get('batch')}, {model.get('image_size')} px, {model.get('streams')} streams.")
     return "\n\n".join([head, speed, table(["ratio", "value"], rows), source_note(ctx, "predict.json")])
+
+
+PREPROCESS_STEPS = {
+    "open_pixels": "read + decode, the fast path (`images.open_pixels`)",
+    "resize_opencv": "resize, OpenCV, from the array",
+    "pillow_open": "Pillow: open",
+    "pillow_decode": "Pillow: decode",
+    "pillow_exif": "Pillow: EXIF orientation and RGB",
+    "resize_opencv_from_pil": "resize, OpenCV, from a PIL image",
+    "resize_pillow": "resize, Pillow's (before preprocessing version 2)",
+    "normalize": "normalise to float32 CHW (before version 2; now inside the model)",
+}
 
 
 @needs("preprocess.json")
 def render_preprocess(ctx: Context) -> str:
     data = ctx.results["preprocess.json"]
     steps = data.get("cpu_ms_per_image", {})
-    rows = [[name, f3(ms)] for name, ms in steps.items()]
+    rows = [[PREPROCESS_STEPS.get(name, name), f3(ms)] for name, ms in steps.items()]
     rows += [["**total now** (fast decode + OpenCV resize)", f"**{f3(data.get('preprocess_total_ms'))}**"],
              ["total with Pillow's decode", f3(data.get("preprocess_total_ms_pillow_decode"))],
              ["total before preprocessing version 2", f3(data.get("preprocess_total_ms_before_v2"))],
              [f"the model ({data.get('model', '')}), for comparison", f3(data.get("model_cpu_ms_per_image"))],
              ["ceiling of end to end / model only", data.get("ceiling_end_to_end_over_model_only")]]
-    return (f"{data.get('images')} images, median short side {data.get('median_short_side_px')} px, "
+    return (f"{count(data.get('images'))} images, median short side {data.get('median_short_side_px')} px, "
             f"to {data.get('image_size')} px; single-threaded CPU time.\n\n"
             + table(["step", "CPU ms per image"], rows) + "\n\n" + source_note(ctx, "preprocess.json"))
 
@@ -416,16 +446,22 @@ def render_serve(ctx: Context) -> str:
     return table(header, rows, "lrrrlrrrl") + "\n\n" + source_note(ctx, *names)
 
 
+def engine_label(name: str, r: dict) -> str:
+    args = r.get("args", "")
+    return "`artstyle predict DIR` (local engine)" if name == "local" or not args.startswith("-") else \
+        f"`artstyle predict DIR {args}`"
+
+
 @needs("ray.json")
 def render_ray(ctx: Context) -> str:
     data = ctx.results["ray.json"]
-    rows = [[f"`{r.get('args', name)}`", r.get("seconds"), r.get("images_per_s"), r.get("time_vs_local", 1.0),
+    rows = [[engine_label(name, r), r.get("seconds"), r.get("images_per_s"), r.get("time_vs_local", 1.0),
              r.get("fixed_cost_per_run_s"), r.get("steady_images_per_s"), r.get("steady_rate_vs_local", 1.0),
              r.get("max_probability_difference_vs_local", "")]
             for name, r in data.get("results", {}).items()]
     header = ["engine", "total s", "images/s", "time vs local", "fixed cost per run, s", "images/s once running",
               "vs local", "largest probability difference vs local"]
-    return (f"{data.get('images')} images of `{Path(str(data.get('data', ''))).name}`, {data.get('rounds')} rounds, "
+    return (f"{count(data.get('images'))} images of `{Path(str(data.get('data', ''))).name}`, {data.get('rounds')} rounds, "
             f"batch {data.get('batch')}; starting a local Ray instance took {data.get('ray_local_instance_start_s')} s "
             "(apart from the runs).\n\n" + table(header, rows) + "\n\n" + source_note(ctx, "ray.json"))
 
@@ -458,7 +494,7 @@ def render_data(ctx: Context) -> str:
              f"{min(rates, default=0):.0f}-{max(rates, default=0):.0f} images/s" if rates else ""],
             ["`data split`", f"{split.get('seconds')} s"], ["`data audit`", f"{audit.get('seconds')} s"]]
     breakdown = [[step, ms] for step, ms in data.get("scan_breakdown_ms_per_image_one_process", {}).items()]
-    return (f"{scan.get('images')} images of `{Path(str(data.get('data', ''))).name}`.\n\n"
+    return (f"{count(scan.get('images'))} images of `{Path(str(data.get('data', ''))).name}`.\n\n"
             + table(["step", "time"], rows) + "\n\n" + table(["scan step, one process", "ms per image"], breakdown)
             + "\n\n" + source_note(ctx, "data.json"))
 
@@ -481,9 +517,9 @@ def render_train(ctx: Context) -> str:
     rows = [[f"fine-tuning at {ft.get('image_size')} px", f"{ft.get('images_per_s', 0):.1f} images/s, "
              f"{ft.get('minutes_per_epoch_4470_images', 0):.1f} CPU min per epoch of 4,470 images, "
              f"{pct(ft.get('data_wait_frac'), 0)} of step time waiting for data"] for ft in data.get("finetune", [])]
-    probe = data.get("probe_run", {})
-    if "seconds" in probe:
-        rows.append(["`artstyle train DATA --mode probe`, whole run", f"{probe['seconds'] / 60:.1f} min"])
+    seconds = data.get("probe_run", {}).get("seconds", data.get("probe_run_seconds"))
+    if seconds is not None:
+        rows.append(["`artstyle train DATA --mode probe`, whole run", f"{seconds / 60:.1f} min"])
     return table(["measurement", "value"], rows) + "\n\n" + source_note(ctx, "train.json")
 
 
