@@ -8,7 +8,7 @@ so that every recipe costs seconds, not a CPU-hour of fine-tuning per fold.
 
     python bench/bench_recipes.py --manifest runs/v2/manifest.csv --features runs/exp/feats_efficientnet_lite0_224.npy
 
-Writes bench/results/recipes.json and prints the table that the README quotes.
+Writes bench/results/recipes.json and prints the table (docs/model.md quotes it through bench/report.py).
 """
 
 from __future__ import annotations

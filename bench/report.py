@@ -140,7 +140,7 @@ def missing(*names: str) -> str:
 
 
 def card_note(ctx: Context, *names: str) -> str:
-    return "Source: the shipped model cards " + ", ".join(
+    return f"Source: the shipped model card{'s' if len(names) > 1 else ''} " + ", ".join(
         f"{ctx.card_link(n)} (`{ctx.cards[n].get('onnx_sha256', '')[:12]}`)" for n in names if n in ctx.cards) + "."
 
 
@@ -266,7 +266,7 @@ def render_int8_rule(ctx: Context) -> str:
         [f"top-1 agreement with fp32 (at least {pct(MIN_INT8_AGREEMENT)})", pct(agreement),
          "met" if agreement_ok else "**not met**"],
     ]
-    return (table([f"rule, on the held-out slice ({q.get('holdout_images')} images)", "shipped int8 model", "rule"],
+    return (table([f"rule, on the held-out slice ({count(q.get('holdout_images'))} images)", "shipped int8 model", "rule"],
                   rows, "lrl") + "\n\n" + card_note(ctx, "default.int8.json"))
 
 
