@@ -12,10 +12,10 @@ views). Writes bench/results/crossval_backbone_pair.json.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
+from _provenance import write_results
 from crossval_run import grouped_cv, load_crossval
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crossval_backbone_pair.json"
@@ -39,8 +39,8 @@ def main() -> None:
                             ("both, concatenated", both, c), ("both, concatenated, C / 2", both, c / 2)):
         results[name] = grouped_cv(first, x, c_used)
         print(name, results[name], flush=True)
-    RESULTS.write_text(json.dumps({"command": f"python bench/bench_backbone_pair.py --first {args.first} "
-                                              f"--second {args.second}", "results": results}, indent=2) + "\n")
+    write_results(RESULTS, {"command": f"python bench/bench_backbone_pair.py --first {args.first} "
+                                       f"--second {args.second}", "results": results})
     print(f"wrote {RESULTS}")
 
 

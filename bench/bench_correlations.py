@@ -13,13 +13,13 @@ augmented views reproduced from their seeds. Writes bench/results/crossval_corre
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from _provenance import write_results
 from crossval_run import cached_array, grouped_cv, load_crossval
 
 from artstyle.engine.data import build_loader
@@ -71,8 +71,8 @@ def main() -> None:
                        ("style + correlations, C 0.05", both, 0.05)):
         results[name] = grouped_cv(run, x, c)
         print(name, results[name], flush=True)
-    RESULTS.write_text(json.dumps({"command": "python bench/bench_correlations.py", "levels": "stem + stages 1-3",
-                                   "correlation_features": int(corr.shape[1]), "results": results}, indent=2) + "\n")
+    write_results(RESULTS, {"command": "python bench/bench_correlations.py", "levels": "stem + stages 1-3",
+                            "correlation_features": int(corr.shape[1]), "results": results})
     print(f"wrote {RESULTS}")
 
 

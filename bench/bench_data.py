@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import json
 import os
 import platform
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 import imagehash
 import numpy as np
 import pandas as pd
+from _provenance import write_results
 from PIL import Image
 
 from artstyle import data
@@ -174,8 +174,7 @@ def main() -> None:
         "phash_edit_distance": edits,
         "dataset_pairs_by_threshold": thresholds,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(args.output, results)
 
     shortcut = summary["shortcut"]
     print(f"## artstyle data on {args.data.name} ({n:,} images, {cpus} CPUs, load before {load_before[0]:.2f})\n")

@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _provenance import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "int8_groups.json"
@@ -129,7 +130,7 @@ def main() -> None:
     result["int8_model"] = {"onnx_sha256": read_card(int8_path(model))["onnx_sha256"], "head": q.get("head"),
                             **{k: v for k, v in q.items() if not isinstance(v, (dict, list))}}
     result["seconds"] = round(time.perf_counter() - tick, 1)
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(RESULTS, result)
 
     print("\n| | pooled | mean over groups | worst group |\n|---|---|---|---|")
     for part in ("held_out_groups", "in_distribution"):

@@ -25,6 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
+from _provenance import write_results  # noqa: E402
 from bench_quantize import probs, session, speed  # noqa: E402
 
 from artstyle.engine.quantize import agreement  # noqa: E402
@@ -59,8 +60,6 @@ def weight_range(path: Path) -> list[int]:
 
 
 def main() -> None:
-    from _provenance import provenance
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the fp32 .onnx; its .int8.onnx has 7-bit weights")
     parser.add_argument("--before", required=True, help="an int8 .onnx of the same model with 8-bit weights")
@@ -74,7 +73,7 @@ def main() -> None:
     paths = {"fp32": model, "int8_8bit": Path(args.before), "int8_7bit": int8_path(model)}
     batch, labels = held_out(card)
     fp32 = probs(session(model, args.threads), batch)
-    info = {"provenance": provenance(), "model": str(model), "threads": args.threads, "batch": 32,
+    info = {"model": str(model), "threads": args.threads, "batch": 32,
             "rounds": args.rounds, "holdout": f"{TEST_SPLIT.relative_to(REPO)}: {len(batch)} images",
             "weight_range": {k: weight_range(p) for k, p in paths.items() if k != "fp32"},
             "parity": {k: agreement(fp32, probs(session(p, args.threads), batch), labels, card["classes"])
@@ -83,7 +82,7 @@ def main() -> None:
     ips = info["images_per_s"]
     info["int8_over_fp32"] = {k: round(ips[k] / ips["fp32"], 3) for k in ("int8_8bit", "int8_7bit")}
     info["cost_of_7bit"] = round(ips["int8_7bit"] / ips["int8_8bit"], 3)
-    Path(args.results).write_text(json.dumps(info, indent=2) + "\n")
+    write_results(args.results, info)
     print(json.dumps({k: info[k] for k in ("weight_range", "images_per_s", "int8_over_fp32", "cost_of_7bit")}, indent=1))
     for k, p in info["parity"].items():
         print(k, {m: p[m] for m in ("top1_agreement", "accuracy_fp32", "accuracy_int8") if m in p})

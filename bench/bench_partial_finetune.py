@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from _provenance import write_results
 from crossval_run import cached_array, headline, load_crossval
 from torch import nn
 
@@ -157,10 +157,9 @@ def main() -> None:
                f"LP-FT, stages {FIRST_TRAINED_STAGE}-6 + head, {args.epochs} epochs, lr {args.lr}": scored_headline(ft)}
     for name, r in results.items():
         print(name, {k: v for k, v in r.items() if k != "groups"})
-    RESULTS.write_text(json.dumps({"command": "python bench/bench_partial_finetune.py " + " ".join(
-                                       f"--{k} {v}" for k, v in vars(args).items() if v is not None),
-                                   "folds": chosen, "seconds": round(time.time() - tick), "results": results},
-                                  indent=2) + "\n")
+    write_results(RESULTS, {"command": "python bench/bench_partial_finetune.py " + " ".join(
+                                f"--{k} {v}" for k, v in vars(args).items() if v is not None),
+                            "folds": chosen, "seconds": round(time.time() - tick), "results": results})
     print(f"wrote {RESULTS}")
 
 

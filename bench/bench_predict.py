@@ -33,7 +33,6 @@ the naive path and, without a shipped model, to export one).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -44,6 +43,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _provenance import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "artstyle-v1"
@@ -437,8 +437,7 @@ def main() -> None:
         ratios["cli_vs_anime_or_not_published"] = round(cli / rows["anime_or_not_published"]["images_per_s"], 2)
     info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     info.update(results=rows, ratios=ratios)
-    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.results).write_text(json.dumps(info, indent=2) + "\n")
+    write_results(args.results, info)
     print_table(info)
 
 

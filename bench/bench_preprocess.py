@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _provenance import write_results
 from PIL import Image, ImageOps
 
 REPO = Path(__file__).resolve().parents[1]
@@ -145,7 +146,7 @@ def main() -> None:
         "ceiling_pillow_decode": round(model_ms / (model_ms + pillow_decode), 3),
         "ceiling_before_v2": round(model_ms / (model_ms + before), 3),
     })
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(RESULTS, result)
     print(json.dumps(result, indent=2))
 
 

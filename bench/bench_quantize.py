@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _provenance import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "quantize.json"
@@ -159,8 +160,7 @@ def main() -> None:
             print(f"    extra: agreement {e['top1_agreement']:.4f}, max |dp| {e['max_prob_diff']:.3f}, "
                   f"acc fp32 {e['accuracy_fp32']:.4f} int8 {e['accuracy_int8']:.4f}", flush=True)
     info["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(info, indent=2) + "\n")
+    write_results(RESULTS, info)
 
 
 if __name__ == "__main__":

@@ -21,13 +21,14 @@ import argparse
 import contextlib
 import csv
 import io
-import json
 import os
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _provenance import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "artstyle-v2"
@@ -184,8 +185,7 @@ def main() -> None:
                  "instance; instance start-up is reported apart (a real cluster is already up). The "
                  "machine is shared with other jobs: compare the ratios, measured side by side.",
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(report, indent=2) + "\n")
+    write_results(RESULTS, report)
     print("| engine | seconds | images/s | time vs local | fixed cost per run (s) | images/s once running | vs local |")
     print("|---|---|---|---|---|---|---|")
     for name, r in results.items():

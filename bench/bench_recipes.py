@@ -8,18 +8,17 @@ so that every recipe costs seconds, not a CPU-hour of fine-tuning per fold.
 
     python bench/bench_recipes.py --manifest runs/v2/manifest.csv --features runs/exp/feats_efficientnet_lite0_224.npy
 
-Writes bench/results/recipes.json and prints the table that the README quotes.
+Writes bench/results/recipes.json and prints the table (docs/model.md quotes it through bench/report.py).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _provenance import write_results
 
 from artstyle.config import DEFAULT_PHASH_THRESHOLD
 from artstyle.engine.crossval import assign_folds, grouped_metrics, out_of_fold_logits
@@ -102,8 +101,7 @@ def main() -> None:
         print(f"{name:<40} pooled {r['mean_accuracy']:.4f}  groups {r['group_mean_accuracy']:.4f}  "
               f"worst {r['worst_group_accuracy']:.3f} ({r['worst_group']})  ECE {r['ece_uncalibrated']:.3f}"
               f"->{r['ece']:.3f}  [{r['seconds']:.0f}s]", flush=True)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps({"folds": args.folds, "n": len(frame), "recipes": results}, indent=2))
+    write_results(args.output, {"folds": args.folds, "n": len(frame), "recipes": results})
 
 
 if __name__ == "__main__":

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _provenance import write_results
 from PIL import Image, ImageOps
 
 import artstyle
@@ -75,8 +75,7 @@ def main() -> None:
     results = {name: accuracy(clf, [f(im) for im in images], labels) for name, f in PERTURBATIONS.items()}
     results["clean + mirror TTA"] = accuracy(clf, images, labels, tta=True)
     out = {"model": str(clf.path), "split": str(args.split), "images": len(images), "accuracy": results}
-    (ROOT / "bench/results").mkdir(parents=True, exist_ok=True)
-    (ROOT / "bench/results/robustness.json").write_text(json.dumps(out, indent=2) + "\n")
+    write_results(ROOT / "bench/results/robustness.json", out)
     print(f"{len(images)} images from {args.split}\n\n| condition | accuracy |\n|---|---|")
     for name, acc in results.items():
         print(f"| {name} | {acc:.4f} |")

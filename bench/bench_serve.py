@@ -10,7 +10,8 @@
   from `--concurrency` clients: wrk with bench/wrk_post.lua (raw bodies; `apt-get install wrk`),
   or bench/loadgen.py (httpx, multipart) with `--client httpx` or when wrk is missing; zero errors required; p50/p99 latency, requests/s, and the
   server's RSS after warm-up and after the load
-Prints a Markdown table and writes bench/results/serve.json. Needs artstyle[serve] (and torch
+Prints a Markdown table and writes bench/results/serve.json (`--results`: the docs quote
+serve_int8.json and serve_fp32.json, one run per model). Needs artstyle[serve] (and torch
 to export a model when none is given or shipped).
 """
 
@@ -29,6 +30,7 @@ import time
 from pathlib import Path
 
 import httpx
+from _provenance import write_results
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "artstyle-v1"
@@ -246,9 +248,7 @@ def main() -> int:
     }
     results["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
 
-    out = Path(args.results).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    out = write_results(Path(args.results).resolve(), results)
     print(report(results))
     print(f"\nchecks: {results['checks']}\nwritten to {out}")
     return 0 if all(results["checks"].values()) else 1

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from _provenance import write_results
+
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "streams_memory.json"
 
@@ -56,7 +58,7 @@ def main() -> None:
                   [f"--batch {args.batch}", "--streams", *map(str, args.streams)]),
               "model": "the shipped default", "batch": args.batch, "peak_rss_growth_mb": rows,
               "mb_per_extra_stream": per_stream}
-    RESULTS.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    write_results(RESULTS, result)
     print(json.dumps(result, indent=2))
 
 

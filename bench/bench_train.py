@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import torch
+from _provenance import write_results
 
 from artstyle.config import TrainConfig
 from artstyle.engine.data import ImageDataset, build_loader, default_workers, resolve_splits
@@ -74,7 +75,7 @@ def main() -> None:
         results["finetune"] = [finetune_throughput(args.data, Path(tmp) / "split", args.steps, size)
                                for size in (150, 224)]
     out = ROOT / "bench/results/train.json"
-    out.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(out, results)
     probe = results["probe_run"]
     print(f"| measurement | value |\n|---|---|\n| probe run, whole (scan..test report) | "
           f"{probe['seconds'] / 60:.1f} min, test accuracy {probe['test_accuracy']:.4f} |")

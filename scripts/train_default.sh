@@ -5,7 +5,7 @@
 # 2-core CPU machine it takes about 20 minutes, most of it computing the frozen features once
 # (they are cached and shared by steps 2 and 4).
 #
-# The recipe was chosen by leave-sources-out cross-validation (bench/bench_recipes.py, README):
+# The recipe was chosen by leave-sources-out cross-validation (bench/bench_recipes.py, docs/model.md):
 # EfficientNet-Lite0 from ImageNet, frozen, read at every depth (per-channel mean and std of the
 # stem and each stage, plus the pooled embedding: the "style head"), 224 px, a standardised
 # logistic-regression head in which every source weighs the same, trained on each image and one
