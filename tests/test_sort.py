@@ -80,10 +80,15 @@ def test_copy_keeps_sub_folders_and_logs_each_file(clf, src, tmp_path):
         assert digest(record.destination) == digest(record.source)
     assert {r.label for r in records} == set(CLASSES)  # the shipped model tells these apart
     rows = log_rows(dest)
-    assert [r["status"] for r in rows] == ["intent", "done"] * 12
-    for record, row in zip(records, rows[1::2]):
-        assert row["source"] == str(record.source) and dest / row["destination"] == Path(record.destination)
-        assert (int(row["size"]), row["sha256"]) == digest(record.source) and row["label"] == record.label
+    assert sorted((r["op"], r["status"]) for r in rows) == sorted((str(op), s) for op in range(1, 13)
+                                                                   for s in ("intent", "done"))
+    position = {(r["op"], r["status"]): i for i, r in enumerate(rows)}
+    assert all(position[op, "intent"] < position[op, "done"] for op, _ in position)  # intent first
+    done = {Path(dest / r["destination"]): r for r in rows if r["status"] == "done"}
+    for record in records:
+        row = done[Path(record.destination)]
+        assert row["source"] == str(record.source) and row["label"] == record.label
+        assert (int(row["size"]), row["sha256"]) == digest(record.source)
     assert not temp_files(dest)
 
 
@@ -167,20 +172,24 @@ def test_unreadable_files_stay_put_and_are_listed_one_line_each(capsys, src, tmp
     assert len(files(dest)) == 12
 
 
-def test_undo_reverses_all_but_a_changed_file(capsys, clf, src, tmp_path):
+def test_undo_reverses_all_but_a_changed_file_or_a_taken_name(capsys, clf, src, tmp_path):
     before = files(src)
     dest = tmp_path / "dest"
     records = artstyle.sort(src, dest, mode="move", classifier=clf)
-    changed = Path(records[5].destination)
+    changed, taken = Path(records[5].destination), Path(records[6].source)
     changed.write_bytes(changed.read_bytes() + b"edited")
+    taken.write_bytes(b"a new file at the old name")
     code, out, err = sort_cli(capsys, "--undo", dest)
-    assert code == 2
-    assert err.splitlines() == [f"artstyle: error: {changed}: changed since it was sorted (size/sha256 differ); "
-                                "left as it is"]
-    assert "undid 11 operations" in out
+    assert code == 2 and "undid 10 operations" in out
+    assert sorted(err.splitlines()) == sorted([
+        f"artstyle: error: {records[6].destination}: not moved back: {taken} exists again (never overwritten)",
+        f"artstyle: error: {changed}: changed since it was sorted (size/sha256 differ); left as it is",
+    ])
+    kept = {str(Path(r.source).relative_to(src)) for r in records[5:7]}
     restored = files(src)
-    assert restored == {k: v for k, v in before.items() if k != str(Path(records[5].source).relative_to(src))}
-    assert files(dest) == {str(changed.relative_to(dest)): digest(changed)[1]}  # only the refused one is left
+    assert {k: v for k, v in restored.items() if k not in kept} == {k: v for k, v in before.items() if k not in kept}
+    assert restored[str(taken.relative_to(src))] == digest(taken)[1]  # the new file, untouched
+    assert set(files(dest)) == {str(Path(r.destination).relative_to(dest)) for r in records[5:7]}
     # A copy is undone by removing it; the empty folders go too, the log stays.
     copies = tmp_path / "copies"
     artstyle.sort(src, copies, classifier=clf)
@@ -202,6 +211,21 @@ def test_a_rerun_sorts_only_the_new_files(clf, src, tmp_path):
     inner = src / "sorted"
     assert len(artstyle.sort(src, inner, classifier=clf)) == 13
     assert len(artstyle.sort(src, inner, classifier=clf)) == 13 and len(files(inner)) == 13
+
+
+def test_two_sorts_never_work_in_one_dest_at_once(clf, src, tmp_path):
+    from artstyle.sorting._log import SortLog
+
+    with SortLog(tmp_path / "dest", writable=True):  # holds the lock as a running sort does
+        with pytest.raises(artstyle.ArtstyleError, match="another artstyle sort is working in this folder"):
+            artstyle.sort(src, tmp_path / "dest", classifier=clf)
+    assert len(artstyle.sort(src, tmp_path / "dest", classifier=clf)) == 12
+
+
+def test_sorting_imports_no_model_runtime():
+    probe = "import sys, artstyle.sorting; print(sorted({'onnxruntime', 'pandas', 'torch', 'cv2'} & set(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "[]", done.stderr
 
 
 # ----------------------------------------------------------------------------- kill -9

@@ -68,7 +68,8 @@ def run(args) -> int:
     inputs = collect_inputs(args.inputs, args.output)
     records = sort_iter(inputs, args.output, mode=args.mode, min_confidence=args.min_confidence,
                         dry_run=args.dry_run, flat=args.flat, model=args.model, **model_options(args))
-    show_bar = not args.no_progress and sys.stderr.isatty()
+    # A plan printed on the terminal shows its own progress.
+    show_bar = not args.no_progress and sys.stderr.isatty() and not (args.dry_run and sys.stdout.isatty())
     bar, records = progress_bar(records, len(inputs), show_bar)
     plan = csv.DictWriter(sys.stdout, PLAN_COLUMNS, lineterminator="\n") if args.dry_run else None
     if plan is not None:
@@ -77,7 +78,8 @@ def run(args) -> int:
     try:
         for record in records:
             if plan is not None:
-                plan.writerow({k: getattr(record, k) for k in PLAN_COLUMNS})
+                plan.writerow({**{k: getattr(record, k) for k in PLAN_COLUMNS},
+                               "confidence": "" if record.confidence is None else round(record.confidence, 6)})
             if record.ok:
                 done[record.action] += 1
                 done["renamed"] += record.note.startswith("renamed")
@@ -99,13 +101,13 @@ def run(args) -> int:
 
 def sort_summary(done: Counter, args) -> str:
     """'copied 12 files into DEST: anime 4, cartoon 5, human 3 (2 renamed, 3 already sorted)'."""
-    sorted_count = sum(n for key, n in done.items() if key in PAST)
-    verb = ("would " + args.mode if args.dry_run else PAST[args.mode])
-    labels = ", ".join(f"{key[6:]} {n}" for key, n in sorted(done.items()) if key.startswith("label:") and n)
-    extra = [f"{done['renamed']} renamed" * bool(done["renamed"]), f"{done['skip']} already sorted" * bool(done["skip"])]
-    extra = [e for e in extra if e]
-    return (f"{verb} {sorted_count} files into {args.output}" + (f": {labels}" if labels else "")
-            + (f" ({', '.join(extra)})" if extra else "") + (" - dry run, nothing changed" if args.dry_run else ""))
+    count = sum(n for key, n in done.items() if key in PAST)
+    labels = ", ".join(f"{key[len('label:'):]} {n}" for key, n in sorted(done.items()) if key.startswith("label:") and n)
+    extra = ", ".join(f"{done[key]} {text}" for key, text in (("renamed", "renamed"), ("skip", "already sorted"))
+                      if done[key])
+    verb = f"would {args.mode}" if args.dry_run else PAST[args.mode]
+    return (f"{verb} {count} files into {args.output}" + (f": {labels}" if labels else "")
+            + (f" ({extra})" if extra else "") + (" - dry run, nothing changed" if args.dry_run else ""))
 
 
 def run_undo(args) -> int:

@@ -17,6 +17,7 @@ import csv
 import fcntl
 import io
 import os
+import threading
 from pathlib import Path
 
 from ..errors import ArtstyleError
@@ -48,6 +49,7 @@ class SortLog:
         self.dest = Path(dest).absolute()
         self.path = self.dest / LOG_NAME
         self.fd: int | None = None
+        self.lock = threading.Lock()  # several I/O threads append; each row is written whole
         if writable:
             self.rows = self.open_locked()
         else:
@@ -84,12 +86,16 @@ class SortLog:
         os.fsync(self.fd)
 
     def append(self, row: dict) -> None:
-        """One row, on disk (fsynced) when this returns."""
-        self.write(format_row(row))
-        self.rows.append({k: str(row.get(k, "")) for k in COLUMNS})
+        """One row, on disk (fsynced) when this returns. Threads' fsyncs overlap (the filesystem
+        commits them together), which is what keeps the file work behind the model's."""
+        with self.lock:
+            os.write(self.fd, format_row(row))
+            self.rows.append({k: str(row.get(k, "")) for k in COLUMNS})
+        os.fsync(self.fd)
 
     def new_op(self) -> int:
-        op, self.next_op = self.next_op, self.next_op + 1
+        with self.lock:
+            op, self.next_op = self.next_op, self.next_op + 1
         return op
 
     def open_intents(self) -> list[dict]:

@@ -3,9 +3,9 @@ crash-safe log that a re-run and ``undo`` read (``_log``) and file operations th
 whole (``_files``).
 
 The predictor classifies while the files are handled: its decode threads and model streams run
-ahead while one I/O thread copies, fsyncs and logs, in input order, so the file work hides behind
-the model's. Whatever the predictor returns a row for is sorted, so any input kind it learns to
-read can be sorted too.
+ahead while a few I/O threads hash, copy, fsync and log, so the file work hides behind the
+model's; destinations are chosen in input order, and records come back in it. Whatever the
+predictor returns a row for is sorted, so any input kind it learns to read can be sorted too.
 """
 
 from __future__ import annotations
@@ -26,6 +26,10 @@ from ._files import MAKERS, digest, fsync_dir, make_folder, move_file, remove_fi
 from ._log import LOG_NAME, UNDO, SortLog
 
 MODES = tuple(MAKERS)
+# File operations in flight at once. Each waits on fsyncs (the log's, the copy's, the folder's),
+# not on the CPU, and the filesystem commits overlapping fsyncs together: one thread at a time
+# took 13 ms a file on a loaded 2-CPU machine, longer than the model's 10 ms (bench/bench_sort.py).
+IO_THREADS = 4
 # The label of a prediction below min_confidence (the predictor's own name for it).
 UNCERTAIN = "uncertain"
 
@@ -288,7 +292,7 @@ def ready(record: SortRecord) -> Future:
 
 class Sorter:
     """One sort run: plans each prediction's destination in order, and hands the file work to
-    one I/O thread so that the predictor keeps classifying meanwhile."""
+    I/O threads so that the predictor keeps classifying meanwhile."""
 
     def __init__(self, log: SortLog, mode: str, min_confidence: float, flat: bool, dry_run: bool):
         self.log, self.mode, self.min_confidence = log, mode, min_confidence
@@ -297,7 +301,7 @@ class Sorter:
 
     def run(self, classifier, todo: list[SortInput]) -> Iterator[SortRecord]:
         waiting = {item.path: item for item in todo}
-        io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="artstyle-sort")
+        io = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="artstyle-sort")
         pending: deque[Future] = deque()
         try:
             for pred in classifier.predict_iter([item.path for item in todo]):
