@@ -8,7 +8,6 @@ import csv
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ import artstyle
 from artstyle.cli import main
 from artstyle.sorting import LOG_NAME
 from artstyle.sorting._files import TEMP_SUFFIX, digest
+from process_support import kill_when
 
 LAYOUT = {"": 4, "trip": 4, "trip/day2": 4}  # sub-folder of SRC -> images in it (12 in all)
 CLASSES = ("anime", "cartoon", "human")
@@ -237,21 +237,6 @@ def launch(args: list[str]) -> subprocess.Popen:
                             env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
-def kill_when(proc: subprocess.Popen, condition, timeout: float = 120) -> bool:
-    """SIGKILL the process the moment ``condition()`` holds; False when it finished first."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return True
-        if proc.poll() is not None:
-            assert proc.returncode == 0, proc.stderr.read()[-2000:]
-            return False
-        time.sleep(0.0005)
-    pytest.fail("sort did not reach the kill point in time")
-
-
 def log_lines(dest: Path) -> list[str]:
     try:
         return (dest / LOG_NAME).read_text(encoding="utf-8").splitlines()
@@ -314,13 +299,13 @@ def test_kill_9_at_any_moment_loses_nothing_and_a_rerun_and_undo_finish(src, tmp
                    "while a temporary file is written": writing_a_temp_file}
         for name, moment in moments.items():
             start = len(log_lines(dest))
-            cut = kill_when(launch(args), lambda moment=moment, start=start: moment(dest, start))
+            cut = kill_when(launch(args), lambda moment=moment, start=start: moment(dest, start), may_finish=True)
             print(f"{name}: {'killed' if cut else 'finished first'}")
             killed += cut
             check_nothing_lost(originals, src, dest, mode)
         delay = rng.uniform(0.5, 3.0)
         proc, start = launch(args), time.time()
-        killed += kill_when(proc, lambda: time.time() - start > delay)
+        killed += kill_when(proc, lambda: time.time() - start > delay, may_finish=True)
         check_nothing_lost(originals, src, dest, mode)
         assert killed >= 2  # the run really was cut short, more than once
 
