@@ -207,6 +207,13 @@ def test_a_rerun_sorts_only_the_new_files(clf, src, tmp_path):
     assert sorted(r.action for r in records) == ["copy"] + ["skip"] * 12
     (copied,) = [r for r in records if r.action == "copy"]
     assert copied.source == str(new) and Path(copied.destination).name == "new.jpg"
+    # A row cut short by a power cut (never fsynced, so never acted on) is dropped.
+    with open(dest / LOG_NAME, "ab") as log:
+        log.write(b"99,inte")
+    new.write_bytes(new.read_bytes() + b"\0")  # changed: sorted again, under a new name
+    (again,) = [r for r in artstyle.sort(src, dest, classifier=clf) if r.action == "copy"]
+    assert Path(again.destination).name == "new-1.jpg" and again.note == f"renamed: {copied.label}/trip/new.jpg already exists"
+    assert (dest / LOG_NAME).read_bytes().endswith(b"\n") and b"99,inte" not in (dest / LOG_NAME).read_bytes()
     # DEST inside SRC: what is sorted is not sorted again.
     inner = src / "sorted"
     assert len(artstyle.sort(src, inner, classifier=clf)) == 13
@@ -321,6 +328,13 @@ def test_kill_9_at_any_moment_loses_nothing_and_a_rerun_and_undo_finish(src, tmp
         assert sorted(at_dest.values()) == sorted(originals.values())  # each file sorted exactly once
         assert files(src) == (originals if mode == "copy" else {})
 
+        # An undo is logged the same way: killed between an intent and its done row, then run again.
+        proc = subprocess.Popen([sys.executable, "-m", "artstyle", "sort", "--undo", str(dest)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        start = len(log_lines(dest))
+        print("undo:", "killed" if kill_when(proc, lambda: mid_operation(1)(dest, start), may_finish=True)
+              else "finished first")
+        check_nothing_lost(originals, src, dest, mode)
         undone = subprocess.run([sys.executable, "-m", "artstyle", "sort", "--undo", str(dest)],
                                 capture_output=True, text=True, timeout=300)
         assert undone.returncode == 0, undone.stderr

@@ -34,11 +34,19 @@ def format_row(row: dict) -> bytes:
     return line.getvalue().encode("utf-8")
 
 
+STATUSES = ("intent", "done", "dropped")
+
+
 def parse(text: str, path: Path) -> list[dict]:
-    reader = csv.DictReader(io.StringIO(text))
+    """The rows of a log's text, up to its last whole line."""
+    reader = csv.DictReader(io.StringIO(text[: text.rfind("\n") + 1]))
     if text and tuple(reader.fieldnames or ()) != COLUMNS:
         raise ArtstyleError(f"{path}: not an artstyle sort log (its columns are not {','.join(COLUMNS)})")
-    return list(reader)
+    rows = list(reader)
+    for line, row in enumerate(rows, start=2):
+        if not (row["op"] or "").isdigit() or row["status"] not in STATUSES:
+            raise ArtstyleError(f"{path}: line {line} is not a sort log row; the log was edited or damaged")
+    return rows
 
 
 class SortLog:

@@ -160,22 +160,26 @@ def reason(exc: OSError) -> str:
 
 def perform(log: SortLog, row: dict, act) -> str:
     """Log the intent, act, log the outcome. An error mid-way is settled from the files, as
-    after a crash, so the log never says done for what is not, or the reverse."""
+    after a crash, so the log never says done for what is not, or the reverse; it is raised
+    when the operation did not take effect."""
     log.append({**row, "status": "intent"})
     try:
         made = act() or row["action"]
     except OSError as exc:
-        close(log, row, reason(exc))
-        raise
+        finished, made = close(log, row, reason(exc))
+        if not finished:
+            raise
+        return made
     log.append({**row, "action": made, "status": "done"})
     return made
 
 
-def close(log: SortLog, row: dict, note: str) -> None:
+def close(log: SortLog, row: dict, note: str) -> tuple[bool, str]:
     """Write the missing done/dropped row of an interrupted operation, after finishing or undoing
     its half-done part (a leftover temporary file, a source not yet deleted)."""
     finished, action = settle(log, row)
     log.append({**row, "action": action, "status": "done" if finished else "dropped", "note": note})
+    return finished, action
 
 
 def reconcile(log: SortLog) -> None:
