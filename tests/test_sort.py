@@ -238,6 +238,42 @@ def test_sorting_imports_no_model_runtime():
 # ----------------------------------------------------------------------------- kill -9
 
 
+def test_each_state_a_kill_can_leave_is_settled_by_the_next_run(clf, src, tmp_path):
+    """The states a kill leaves, made on purpose: the next run finishes or drops each operation
+    from what is on disk, clears the temporary files and then sorts the rest."""
+    from artstyle.sorting._log import SortLog
+
+    dest = tmp_path / "dest"
+    originals = sorted(files(src).values())
+    a, b, c, d = sorted(src.glob("*.jpg"))
+    with SortLog(dest, writable=True) as log:
+        def intent(action: str, source: Path) -> Path:
+            size, sha = digest(source)
+            log.append({"op": log.new_op(), "status": "intent", "action": action, "source": str(source),
+                        "destination": f"anime/{source.name}", "label": "anime", "confidence": "0.9",
+                        "size": size, "sha256": sha})
+            (dest / "anime").mkdir(exist_ok=True)
+            return dest / "anime" / source.name
+
+        # A move across filesystems whose checked copy has its name; the source is not deleted yet.
+        shutil.copyfile(a, intent("move", a))
+        # A copy and a move cut short while their temporary files were written.
+        for action, source in (("copy", b), ("move", c)):
+            final = intent(action, source)
+            (final.parent / f".{final.name}{TEMP_SUFFIX}").write_bytes(source.read_bytes()[:100])
+        # A copy renamed into place, its done row not yet written.
+        shutil.copyfile(d, intent("copy", d))
+    records = {Path(r.source).name: r for r in artstyle.sort(src, dest, classifier=clf)}
+    settled = {r["op"]: (r["status"], r["note"]) for r in log_rows(dest)
+               if r["op"] in ("1", "2", "3", "4") and r["status"] != "intent"}
+    assert settled == {"1": ("done", "interrupted"), "2": ("dropped", "interrupted"),
+                       "3": ("dropped", "interrupted"), "4": ("done", "interrupted")}
+    assert not a.exists() and (dest / "anime" / a.name).is_file()  # the move, finished
+    assert records[d.name].action == "skip" and a.name not in records  # done already: not sorted again
+    assert all(records[f.name].action == "copy" and f.exists() for f in (b, c))  # sorted by this run
+    assert not temp_files(dest) and sorted(files(dest).values()) == originals  # each file once, whole
+
+
 def launch(args: list[str]) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "artstyle", "sort", *args, "--batch-size", "2", "--no-progress"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,

@@ -182,13 +182,16 @@ def close(log: SortLog, row: dict, note: str) -> tuple[bool, str]:
     return finished, action
 
 
-def reconcile(log: SortLog) -> None:
-    for row in log.open_intents():
+def reconcile(log: SortLog) -> list[dict]:
+    """Settle the operations a kill interrupted; returns their intent rows."""
+    interrupted = log.open_intents()
+    for row in interrupted:
         try:
             close(log, row, "interrupted")
         except OSError as exc:
             raise ArtstyleError(f"{log.path}: cannot settle the interrupted operation on "
                                 f"{row['destination']} ({reason(exc)})") from None
+    return interrupted
 
 
 def settle(log: SortLog, row: dict) -> tuple[bool, str]:
@@ -203,8 +206,15 @@ def settle(log: SortLog, row: dict) -> tuple[bool, str]:
         return not os.path.lexists(final), action
     if action == "copy":
         remove_temp(final)
-        return os.path.isfile(final) and digest(final)[1] == sha, action
+        return sha256_or_none(final) == sha, action
     return os.path.lexists(final), ("symlink" if os.path.islink(final) else "link")
+
+
+def sha256_or_none(path: str) -> str | None:
+    try:
+        return digest(path)[1]
+    except OSError:  # gone, a folder, unreadable
+        return None
 
 
 def settle_move(origin: str, final: str, sha: str) -> bool:
@@ -214,8 +224,10 @@ def settle_move(origin: str, final: str, sha: str) -> bool:
     if not os.path.lexists(origin):
         return True
     # Both there: across filesystems the checked copy got its name, the original was not deleted yet.
-    if not os.path.isfile(final) or digest(final)[1] != sha:
+    if sha256_or_none(final) != sha:
         return False  # not our file: leave both as they are
+    if sha256_or_none(origin) != sha:
+        return True  # the move was done, and a new file has taken the old name since: keep it
     try:
         os.unlink(origin)
     except OSError:
@@ -240,7 +252,9 @@ def sort_iter(src, dest: str | os.PathLike, *, mode: str = "copy", min_confidenc
     inputs = collect_inputs(src, dest)
     with SortLog(dest, writable=not dry_run) as log:
         if not dry_run:
-            reconcile(log)
+            # A move a kill interrupted may have been finished just now: its source is gone.
+            moved = {row["source"] for row in reconcile(log) if row["action"] == "move"}
+            inputs = [i for i in inputs if os.path.abspath(i.path) not in moved or os.path.lexists(i.path)]
         todo = []
         done_before = {row["source"]: row for row in log.sorted_files().values() if row["action"] != "move"}
         for item in inputs:
