@@ -26,9 +26,10 @@ from ._files import MAKERS, digest, fsync_dir, make_folder, move_file, remove_fi
 from ._log import LOG_NAME, UNDO, SortLog
 
 MODES = tuple(MAKERS)
-# File operations in flight at once. Each waits on fsyncs (the log's, the copy's, the folder's),
-# not on the CPU, and the filesystem commits overlapping fsyncs together: one thread at a time
-# took 13 ms a file on a loaded 2-CPU machine, longer than the model's 10 ms (bench/bench_sort.py).
+# File operations in flight at once. Each waits on fsyncs (the log's twice, the copy's, the
+# folder's), not on the CPU, and the filesystem commits overlapping fsyncs together. On a busy
+# 2-CPU machine one thread took 13-17 ms a file, more than the predictor's 11-13 ms an image, and
+# `sort --copy` trailed `predict` by 46 %; with four it keeps up (bench/bench_sort.py).
 IO_THREADS = 4
 # The label of a prediction below min_confidence (the predictor's own name for it).
 UNCERTAIN = "uncertain"
