@@ -65,8 +65,8 @@ def register(sub) -> None:
 
 def add_model_options(p, model_help: str = "") -> None:
     """The model and the predictor's speed options, shared by predict and sort."""
-    p.add_argument("-m", "--model", help="exported model (.onnx with its .json card); default: the shipped model. "
-                   + model_help)
+    p.add_argument("-m", "--model", help=" ".join(filter(None, (
+        "exported model (.onnx with its .json card); default: the shipped model.", model_help))))
     p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
                    help="fp32 or int8 version of the model (MODEL.onnx or MODEL.int8.onnx beside it, from "
                         "`artstyle export --int8`); auto (default): the file given, for the shipped model int8 when installed")
