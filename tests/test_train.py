@@ -7,7 +7,6 @@ import json
 import os
 import random
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -22,6 +21,7 @@ from artstyle.cli import main
 from artstyle.config import TrainConfig
 from artstyle.engine import evaluate, train
 from artstyle.errors import ArtstyleError
+from process_support import kill_when
 
 TINY = dict(image_size=48, workers=0, batch_size=16)
 
@@ -117,20 +117,6 @@ def test_style_probe_shares_its_feature_cache_and_exports(shared_subset, tmp_pat
     assert card["head"] == "style" and card["temperature"] == pytest.approx(meta["temperature"])
     assert meta["temperature"] > 0
     assert card["parity"]["passed"]
-
-
-def kill_when(proc: subprocess.Popen, condition, timeout: float = 300) -> None:
-    """SIGKILL the training process (as kill -9 would) the moment ``condition()`` holds."""
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"training ended before the kill point: {proc.stderr.read()[-2000:]}")
-        time.sleep(0.001)
-    pytest.fail("training did not reach the kill point in time")
 
 
 def temp_files(folder: Path, name: str) -> list[str]:

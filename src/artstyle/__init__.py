@@ -21,4 +21,19 @@ def load(model=None, **options):
     return load_classifier(model, **options)
 
 
-__all__ = ["ArtstyleError", "ImageLoadError", "load", "open_image", "__version__"]
+def sort(src, dest, **options):
+    """Classify images and copy, move or link them into ``dest/<label>/``, logged so that
+    ``sort_undo(dest)`` reverses it. See ``artstyle.sorting.sort`` for the options."""
+    from .sorting import sort as sort_files  # lazy: the predictor only when sorting
+
+    return sort_files(src, dest, **options)
+
+
+def sort_undo(dest, **options):
+    """Reverse what ``sort`` did in ``dest``. See ``artstyle.sorting.undo``."""
+    from .sorting import undo
+
+    return undo(dest, **options)
+
+
+__all__ = ["ArtstyleError", "ImageLoadError", "load", "open_image", "sort", "sort_undo", "__version__"]

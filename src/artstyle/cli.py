@@ -15,7 +15,7 @@ import sys
 from . import __version__
 from .errors import ArtstyleError
 
-COMMANDS = ("data", "train", "crossval", "evaluate", "compare", "export", "predict", "serve")
+COMMANDS = ("data", "train", "crossval", "evaluate", "compare", "export", "predict", "sort", "serve")
 
 EXIT_USER_ERROR = 1
 

@@ -36,23 +36,11 @@ def register(sub) -> None:
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="PATH", help="files, folders, globs, URLs or -")
-    p.add_argument("-m", "--model", help="exported model (.onnx with its .json card); default: the shipped model. "
-                   "With --explain: a run directory or checkpoint also works")
-    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
-                   help="fp32 or int8 version of the model (MODEL.onnx or MODEL.int8.onnx beside it, from "
-                        "`artstyle export --int8`); auto (default): the file given; for the shipped model, int8 wherever "
-                        "it is measured as accurate as fp32: every x86-64 CPU, with or without VNNI, since its weights "
-                        "are 7-bit (fp32 on other architectures)")
+    add_model_options(p, model_help="With --explain: a run directory or checkpoint also works")
     p.add_argument("-f", "--format", choices=("table", "csv", "jsonl", "json"),
                    help="output format (default: table on a terminal, else from the -o suffix, else csv)")
     p.add_argument("-o", "--output", help="write results to this file (with --explain: a folder)")
     p.add_argument("-k", "--top-k", type=int, default=1, help="also list the k most probable classes")
-    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
-    p.add_argument("--workers", type=int, help="decode threads (default: one per CPU)")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per CPU)")
-    p.add_argument("--streams", type=int,
-                   help="batches in the model at once, each on threads/streams threads (default: one per "
-                        "thread, up to 4; 1: one batch at a time over every thread)")
     p.add_argument("--timeout", type=float, default=10.0, help="seconds for each URL's whole download (default 10)")
     p.add_argument("--max-download-mb", type=float, default=20.0, help="size cap for URLs (default 20 MB)")
     p.add_argument("--min-confidence", type=float, default=0.0, metavar="P",
@@ -75,14 +63,41 @@ def register(sub) -> None:
     p.set_defaults(func=run)
 
 
-def check_args(args) -> None:
-    if args.top_k < 1:
-        raise ArtstyleError("--top-k must be at least 1")
+def add_model_options(p, model_help: str = "") -> None:
+    """The model and the predictor's speed options, shared by predict and sort."""
+    p.add_argument("-m", "--model", help=" ".join(filter(None, (
+        "exported model (.onnx with its .json card); default: the shipped model.", model_help))))
+    p.add_argument("--precision", choices=("auto", "fp32", "int8"), default="auto",
+                   help="fp32 or int8 version of the model (MODEL.onnx or MODEL.int8.onnx beside it, from "
+                        "`artstyle export --int8`); auto (default): the file given; for the shipped model, int8 wherever "
+                        "it is measured as accurate as fp32: every x86-64 CPU, with or without VNNI, since its weights "
+                        "are 7-bit (fp32 on other architectures)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per model call (default 32)")
+    p.add_argument("--workers", type=int, help="decode threads (default: one per CPU)")
+    p.add_argument("--threads", type=int, help="ONNX Runtime threads (default: one per CPU)")
+    p.add_argument("--streams", type=int,
+                   help="batches in the model at once, each on threads/streams threads (default: one per "
+                        "thread, up to 4; 1: one batch at a time over every thread)")
+
+
+def check_model_args(args) -> None:
     if args.batch_size < 1:
         raise ArtstyleError("--batch-size must be at least 1")
     for name in ("workers", "threads", "streams"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             raise ArtstyleError(f"--{name} must be at least 1")
+
+
+def model_options(args) -> dict:
+    """``add_model_options``' values as ``artstyle.load`` keywords (the model itself aside)."""
+    return dict(precision=args.precision, threads=args.threads, streams=args.streams,
+                batch_size=args.batch_size, workers=args.workers)
+
+
+def check_args(args) -> None:
+    if args.top_k < 1:
+        raise ArtstyleError("--top-k must be at least 1")
+    check_model_args(args)
     if args.explain and not args.output:
         raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")
     if args.engine == "ray":
@@ -149,8 +164,7 @@ def run(args) -> int:
     inputs = expand_inputs(args.inputs)
     if not inputs:
         raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
-    classifier = load(args.model, precision=args.precision, threads=args.threads, streams=args.streams,
-                      batch_size=args.batch_size, workers=args.workers,
+    classifier = load(args.model, **model_options(args),
                       url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
                       min_confidence=args.min_confidence, allow_private_urls=args.allow_private_urls)
     stdout = sys.stdout

@@ -1,0 +1,129 @@
+"""File operations that a ``kill -9`` at any moment leaves whole: a file is either whole under its
+old name or whole under its new one, never half-written under a final name, never lost.
+
+- A copy is written to a hidden temporary name beside its destination (``temp_path``), fsynced,
+  checked against the source's sha256 and only then renamed into place; the folder is fsynced so
+  that the new name survives a power cut too.
+- A move is one ``os.rename`` on the same filesystem. Across filesystems (``EXDEV``) it is such a
+  copy followed by deleting the source: after a crash in between, both are whole.
+- A link is a hard link, or a symlink to the source's absolute path across filesystems.
+
+A destination that exists is never replaced (``FileExistsError``). Standard library only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import hashlib
+import os
+import shutil
+
+# Hidden (the folder walkers skip dot files), and named after its destination, so that after a
+# crash the one temporary file an interrupted operation may have left is known from the log.
+TEMP_SUFFIX = ".artstyle-sort.tmp"
+
+
+def temp_path(final: str | os.PathLike) -> str:
+    folder, name = os.path.split(os.fspath(final))
+    return os.path.join(folder, f".{name}{TEMP_SUFFIX}")
+
+
+def digest(path: str | os.PathLike) -> tuple[int, str]:
+    """(size in bytes, sha256 hex) of a file's content (a symlink's target's)."""
+    with open(path, "rb") as f:
+        sha = hashlib.file_digest(f, "sha256").hexdigest()
+        return os.fstat(f.fileno()).st_size, sha
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Make a folder's entries (a new, renamed or deleted name) durable."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def make_folder(folder: str | os.PathLike) -> None:
+    """Create ``folder`` and its missing parents, each one's entry fsynced in its parent."""
+    folder = os.path.abspath(folder)
+    if os.path.isdir(folder):
+        return
+    make_folder(os.path.dirname(folder))
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(folder)
+    fsync_dir(os.path.dirname(folder))
+
+
+def refuse_existing(final: str | os.PathLike) -> None:
+    if os.path.lexists(final):
+        raise FileExistsError(errno.EEXIST, "exists; never overwritten", os.fspath(final))
+
+
+def remove_temp(final: str | os.PathLike) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(temp_path(final))
+
+
+def copy_file(source: str, final: str, sha256: str) -> str:
+    """Copy through the temporary name: fsync, check the sha256, rename into place, fsync the folder."""
+    refuse_existing(final)
+    tmp = temp_path(final)
+    try:
+        shutil.copyfile(source, tmp)
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        if digest(tmp)[1] != sha256:
+            raise OSError(errno.EIO, "the copy's sha256 differs from the source's (source changed or bad disk)", source)
+        refuse_existing(final)
+        os.rename(tmp, final)
+    finally:
+        remove_temp(final)
+    fsync_dir(os.path.dirname(final))
+    return "copy"
+
+
+def move_file(source: str, final: str, sha256: str) -> str:
+    """Rename; across filesystems, a checked copy and then delete the source."""
+    refuse_existing(final)
+    try:
+        os.rename(source, final)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        copy_file(source, final, sha256)
+        try:
+            os.unlink(source)
+        except OSError:
+            remove_file(final)  # the source cannot go: keep it, whole, and only it
+            raise
+    fsync_dir(os.path.dirname(final))
+    fsync_dir(os.path.dirname(source))
+    return "move"
+
+
+def link_file(source: str, final: str, sha256: str) -> str:
+    """A hard link; a symlink (to the absolute path) where hard links cannot reach. Returns which."""
+    try:
+        os.link(source, final)
+        made = "link"
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        os.symlink(os.path.abspath(source), final)
+        made = "symlink"
+    fsync_dir(os.path.dirname(final))
+    return made
+
+
+def remove_file(final: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(final)
+    fsync_dir(os.path.dirname(final))
+
+
+MAKERS = {"copy": copy_file, "move": move_file, "link": link_file}
