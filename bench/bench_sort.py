@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -29,6 +28,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "sort.json"
+
+from _provenance import write_results  # noqa: E402  (bench/ is on the path of a script run from it)
 
 
 def pick_images(data: Path, count: int) -> list[str]:
@@ -59,14 +60,6 @@ def timed(argv: list[str]) -> float:
     return seconds
 
 
-def machine() -> dict:
-    import onnxruntime
-
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu": platform.processor() or platform.machine(),
-            "python": platform.python_version(), "onnxruntime": onnxruntime.__version__,
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=300)
@@ -75,9 +68,7 @@ def main() -> None:
     parser.add_argument("--model", help="an exported .onnx (default: the shipped default model)")
     args = parser.parse_args()
 
-    info = {"command": "python bench/bench_sort.py " + " ".join(
-                f"--{k} {v}" for k, v in vars(args).items() if v is not None),
-            "machine": machine(), "images": args.images, "rounds": args.rounds}
+    info = {"images": args.images, "rounds": args.rounds}
     seconds: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="artstyle-bench-sort-") as tmp:
         folder = Path(tmp) / "images"
@@ -99,10 +90,8 @@ def main() -> None:
                for name, runs in seconds.items()}
     ratios = {name: round(statistics.median(s / p for s, p in zip(seconds[name], seconds["predict"])), 3)
               for name in ("sort_dry_run", "sort_copy")}
-    info.update(results=results, over_predict_same_round=ratios,
-                load_average_at_end=[round(v, 2) for v in os.getloadavg()])
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    info.update(results=results, over_predict_same_round=ratios)
+    write_results(RESULTS, info)
     print(json.dumps(info, indent=2))
 
 
