@@ -4,6 +4,7 @@ per-frame records, and damaged files."""
 
 from __future__ import annotations
 
+import base64
 import csv
 import io
 import json
@@ -174,3 +175,30 @@ def test_bad_sampling_values_are_refused(clf, capsys, tmp_path):
         clf.predict([tmp_path], every=0)
     assert main(["predict", str(tmp_path), "--frames", "0"]) == 1
     assert "--frames must be at least 1" in capsys.readouterr().err
+
+
+def test_the_server_returns_a_video_row_with_a_frame_strip(clf, anime, shared_data, tmp_path):
+    pytest.importorskip("fastapi")
+    from fastapi.testclient import TestClient
+
+    from artstyle.serve import ServeSettings, create_app
+
+    video = write_video(tmp_path / "anime.webm", anime, "VP80")
+    broken = truncated(write_video(tmp_path / "whole.mp4", anime, "mp4v"), tmp_path / "broken.mp4")
+    photo = sorted((shared_data / "human").glob("*.jpg"))[0]
+    files = [("files", (p.name, p.read_bytes(), "application/octet-stream")) for p in (video, photo, broken)]
+    with TestClient(create_app(ServeSettings(), clf)) as client:
+        response = client.post("/v1/predict?frames=5", files=files)
+        raw = client.post("/v1/predict", content=video.read_bytes(), headers={"Content-Type": "video/webm"})
+    assert response.status_code == 200 and raw.status_code == 200
+    clip, image, bad = response.json()["results"]
+    expected = clf.predict_video(video, frames=5)
+    assert clip["label"] == expected.label == "anime" and clip["frames"] == 5
+    assert clip["probabilities"] == pytest.approx(expected.probs) and clip["shares"] == expected.shares
+    assert [f["time_s"] for f in clip["frame_strip"]] == [f.time_s for f in expected.per_frame]
+    thumbnail = clip["frame_strip"][0]["thumbnail"]
+    assert thumbnail.startswith("data:image/jpeg;base64,")
+    assert Image.open(io.BytesIO(base64.b64decode(thumbnail.split(",", 1)[1]))).size == (96, 96)
+    assert image["label"] == "human" and image["frames"] is None and image["frame_strip"] is None
+    assert bad["label"] is None and bad["error"].startswith("cannot open this MP4 file")
+    assert raw.json()["results"][0]["frames"] == 8  # 16 asked of 8 frames: each once

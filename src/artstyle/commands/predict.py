@@ -247,8 +247,9 @@ def quiet_ffmpeg_logs() -> None:
     says it in one line. OpenCV's documented switch, read when its FFmpeg backend starts (a
     user's own setting wins; -8 is FFmpeg's AV_LOG_QUIET), and OpenCV's own warnings likewise."""
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-    if "OPENCV_LOG_LEVEL" not in os.environ:  # read when cv2 is imported, which may have happened
-        import cv2
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        os.environ["OPENCV_LOG_LEVEL"] = "ERROR"  # for worker processes (the server's)
+        import cv2  # this one may have read the variable already, when it imported cv2
 
         cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
