@@ -218,6 +218,7 @@ def run(args) -> int:
 def run_ray(args) -> int:
     """``--engine ray``: the same rows, computed by decode tasks and model actors on a cluster."""
     quiet_ray_logs()
+    quiet_ffmpeg_logs()  # before Ray starts its workers, which inherit it
     from .. import ray as on_ray  # imports Ray: only on this path
 
     listed = 0
@@ -233,7 +234,7 @@ def run_ray(args) -> int:
         args.inputs, args.output, args.model, progress=not args.no_progress and sys.stderr.isatty(),
         on_failure=report, actors=args.actors, batch_size=args.batch_size, cpus_per_actor=args.cpus_per_actor,
         threads=args.threads, url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
-        precision=args.precision,
+        precision=args.precision, frames=args.frames, every=args.every,
     )
     if failures:
         more = f" ({failures - MAX_LISTED_FAILURES} not listed above)" if failures > MAX_LISTED_FAILURES else ""
