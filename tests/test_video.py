@@ -8,6 +8,8 @@ import base64
 import csv
 import io
 import json
+import shutil
+import subprocess
 import wave
 from pathlib import Path
 
@@ -202,3 +204,20 @@ def test_the_server_returns_a_video_row_with_a_frame_strip(clf, anime, shared_da
     assert image["label"] == "human" and image["frames"] is None and image["frame_strip"] is None
     assert bad["label"] is None and bad["error"].startswith("cannot open this MP4 file")
     assert raw.json()["results"][0]["frames"] == 8  # 16 asked of 8 frames: each once
+
+
+def test_a_video_whose_frames_are_all_damaged_and_an_audio_only_mp4(clf, anime, tmp_path):
+    good = write_video(tmp_path / "good.avi", anime, "MJPG")
+    data = bytearray(good.read_bytes())
+    movi = data.index(b"movi") + 4  # the frames' chunks start here; the headers before stay intact
+    data[movi:] = bytes(len(data) - movi)
+    (tmp_path / "blank.avi").write_bytes(bytes(data))
+    blank = clf.predict(tmp_path / "blank.avi", errors="return", frames=4)
+    assert not blank.ok and "cannot be decoded" in blank.error
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg (apt-get install ffmpeg) makes the audio-only MP4")
+    audio = tmp_path / "audio.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", str(audio)],
+                   check=True)
+    silent = clf.predict(audio, errors="return")
+    assert not silent.ok and "no video track" in silent.error

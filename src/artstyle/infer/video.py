@@ -48,9 +48,10 @@ QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"pnot"})
 CONTAINERS = "MP4, MOV, Matroska/WebM, AVI, animated GIF or WebP"
 # Frames further apart than this are reached by seeking rather than by decoding (grab) every
 # frame between them. A seek decodes from the keyframe before its target: on a 720p H.264 film
-# with x264's default keyframe interval (250) it cost as much as 170 grabs, so frames 10 s apart
-# (240 at 24 fps) were read faster by grabbing (290 ms a frame against 485), and the default 16
-# frames of a 20-minute film 10x faster by seeking (bench/bench_video.py). Seeks are frame-exact.
+# with x264's default keyframe interval (250 frames) it cost 170 to 220 grabs, so the default
+# 16 frames of a 20-minute film (1,600 frames apart) are read about 10x faster by seeking, while
+# frames 10 s apart (240 at 24 fps) cost about the same either way (bench/bench_video.py; grab
+# was the faster of the two on a quiet machine). OpenCV's seeks are frame-exact.
 SEEK_MIN_GAP = 300
 THUMBNAIL_SIZE = 96
 
@@ -107,24 +108,24 @@ def container_of(head: bytes) -> str | None:
 
 
 def read_head(source) -> bytes:
+    """The first bytes of a path or bytes (``OSError`` when the path cannot be read)."""
     if isinstance(source, BYTES_TYPES):
         return bytes(source[:SNIFF_BYTES])
-    try:
-        with open(source, "rb") as f:
-            return f.read(SNIFF_BYTES)
-    except OSError:
-        return b""  # the image path reports why it cannot be read
+    with open(source, "rb") as f:
+        return f.read(SNIFF_BYTES)
 
 
 def is_video(source) -> bool:
     """Whether a path or bytes hold a video (by content): a video container, or a GIF with more
     than one frame. URLs, file objects and PIL images are never videos here."""
-    if isinstance(source, (str, os.PathLike)):
-        if is_url(source) or os.path.isdir(source):
-            return False
-    elif not isinstance(source, BYTES_TYPES):
+    if not isinstance(source, (str, os.PathLike, *BYTES_TYPES)) or is_url(source):
         return False
-    kind = container_of(read_head(source))
+    if not isinstance(source, BYTES_TYPES) and not os.path.isfile(source):
+        return False  # opening a pipe or device would wait for ever; the image path says what it is
+    try:
+        kind = container_of(read_head(source))
+    except OSError:
+        return False  # the image path says why it cannot be read
     return kind == "GIF" and is_animated(source) or kind not in (None, "GIF")
 
 
@@ -297,9 +298,12 @@ def local_file(source, suffix: str):
 def open_frames(source, label: str):
     """The frame reader for a video path or bytes; ``ImageLoadError`` naming ``label`` when it is
     empty, not a video, or cannot be read."""
-    head = read_head(source)
-    if isinstance(source, (str, os.PathLike)) and not os.path.isfile(source):
-        raise ImageLoadError(label, "no such file" if not os.path.exists(source) else "not a regular file")
+    if not isinstance(source, BYTES_TYPES) and os.path.exists(source) and not os.path.isfile(source):
+        raise ImageLoadError(label, "not a regular file")
+    try:
+        head = read_head(source)
+    except OSError as exc:
+        raise ImageLoadError(label, exc.strerror or type(exc).__name__) from None
     if not head:
         raise ImageLoadError(label, "empty file (0 bytes)")
     container = container_of(head)
@@ -341,13 +345,13 @@ def classify_video(clf: Classifier, source, *, name: str | None = None, frames: 
     label = name or str(source if not isinstance(source, BYTES_TYPES) else "<bytes>")
     with open_frames(source, label) as reader:
         plan = frame_plan(reader.frame_count, reader.fps, frames, every)
-        frames_in = reader.read(plan)
+        # Each frame is cropped as soon as it is decoded, and the model takes a batch of crops
+        # at a time: one full-size frame and one batch of crops are all a film holds in memory.
+        crops = ((index, to_crop(rgb, clf.image_size, clf.crop_pct, name=label)) for index, rgb in reader.read(plan))
         per_frame = []
-        # One batch of crops at a time: a film's frames are never all in memory.
-        while batch := list(itertools.islice(frames_in, clf.batch_size)):
-            crops = [to_crop(rgb, clf.image_size, clf.crop_pct, name=label) for _, rgb in batch]
-            probs = clf.run(np.stack([clf.model_input(c) for c in crops]))
-            for (index, _), crop, p in zip(batch, crops, probs):
+        while batch := list(itertools.islice(crops, clf.batch_size)):
+            probs = clf.run(np.stack([clf.model_input(crop) for _, crop in batch]))
+            for (index, crop), p in zip(batch, probs):
                 per_frame.append(FramePrediction(**vars(clf.to_prediction(label, p)), index=index,
                                                  time_s=round(reader.time_of(index), 3),
                                                  thumbnail=thumbnail(crop) if thumbnails else None))
@@ -364,12 +368,13 @@ def check_sampling(frames: int, every: float | None) -> None:
 
 def summarise(label: str, per_frame: list[FramePrediction], classes: list[str], min_confidence: float,
               duration: float) -> VideoPrediction:
-    """The video's row: the mean of the frames' probabilities, and each class's share of wins."""
+    """The video's row: the mean of the frames' probabilities, and each class's share of the
+    frames labelled with it (a frame below ``min_confidence``, "uncertain", counts for none)."""
     if not per_frame:
         raise ImageLoadError(label, "no readable frame")
     mean = np.mean([[f.probs[c] for c in classes] for f in per_frame], axis=0)
-    winners = [max(f.probs, key=f.probs.get) for f in per_frame]
-    shares = {c: round(winners.count(c) / len(winners), 6) for c in classes}
+    labels = [f.label for f in per_frame]
+    shares = {c: round(labels.count(c) / len(labels), 6) for c in classes}
     return VideoPrediction(**vars(make_prediction(label, mean, classes, min_confidence)), frames=len(per_frame),
                            duration_s=round(duration, 3), shares=shares, per_frame=per_frame)
 
