@@ -212,16 +212,13 @@ def test_the_cluster_gets_the_precision_asked_for():
 
 def test_videos_are_spread_over_actors_and_their_rows_join_the_images_in_order(local_ray, shared_data, tmp_path,
                                                                                  capsys):
-    import cv2
+    from predict_support import video_frames, write_video
 
     folder = tmp_path / "films"
     folder.mkdir()
-    frames = [cv2.resize(cv2.imread(str(p)), (256, 256)) for p in sorted((shared_data / "cartoon").glob("*.jpg"))[:6]]
+    frames = video_frames(sorted((shared_data / "cartoon").glob("*.jpg"))[:6])
     for name, fourcc in (("b.avi", "MJPG"), ("d.mp4", "mp4v"), ("e.mkv", "MJPG")):
-        writer = cv2.VideoWriter(str(folder / name), cv2.VideoWriter_fourcc(*fourcc), 6.0, (256, 256))
-        for frame in frames:
-            writer.write(frame)
-        writer.release()
+        assert write_video(folder / name, frames, fourcc, 6.0)
     (folder / "d.mp4").write_bytes((folder / "d.mp4").read_bytes()[:3000])  # truncated: no moov atom
     for name, image in zip(("a.jpg", "c.jpg"), sorted((shared_data / "human").glob("*.jpg"))):
         shutil.copy(image, folder / name)

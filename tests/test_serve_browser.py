@@ -144,14 +144,10 @@ def test_api_docs_render_offline(page, server):
 
 
 def test_a_video_shows_its_row_and_a_strip_of_frames(page, server, shared_subset, tmp_path):
-    import cv2
+    from predict_support import video_frames, write_video
 
-    frames = [cv2.resize(cv2.imread(str(p)), (256, 256)) for p in sorted((shared_subset / "anime").iterdir())[:6]]
     video = tmp_path / "clip.avi"
-    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 4.0, (256, 256))
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
+    assert write_video(video, video_frames(sorted((shared_subset / "anime").iterdir())[:6]), "MJPG", 4.0)
     page.set_input_files("#file-input", [str(video)])
     (card,) = wait_for_cards(page, 1)
     (want,) = api_results(server, [video])

@@ -13,7 +13,6 @@ import subprocess
 import wave
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -22,6 +21,8 @@ import artstyle
 from artstyle.cli import main
 from artstyle.infer import VideoPrediction
 from artstyle.infer.video import container_of, frame_plan, is_video
+from predict_support import video_frames
+from predict_support import write_video as write_frames
 
 SIZE = 256
 FPS = 8.0
@@ -37,17 +38,12 @@ def clf():
 
 def frames_of(folder: Path, count: int) -> list[np.ndarray]:
     """The first ``count`` images of a class folder as SIZE x SIZE BGR frames."""
-    paths = sorted(folder.glob("*.jpg"))[:count]
-    return [cv2.resize(cv2.imread(str(p)), (SIZE, SIZE), interpolation=cv2.INTER_AREA) for p in paths]
+    return video_frames(sorted(folder.glob("*.jpg"))[:count], SIZE)
 
 
 def write_video(path: Path, frames: list[np.ndarray], fourcc: str, fps: float = FPS) -> Path:
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (SIZE, SIZE))
-    if not writer.isOpened():
+    if not write_frames(path, frames, fourcc, fps):
         pytest.skip(f"this OpenCV build cannot write {fourcc} in {path.suffix}")
-    for frame in frames:
-        writer.write(frame)
-    writer.release()
     return path
 
 

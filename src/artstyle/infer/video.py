@@ -233,8 +233,7 @@ class CvFrames:
             ok = self.position == index and self.capture.grab()
             frame = self.capture.retrieve()[1] if ok else None
             if frame is None:
-                raise ImageLoadError(self.label, f"truncated or corrupt: the frame at {self.time_of(index):.2f} s "
-                                                 f"(frame {index} of {self.frame_count}) cannot be decoded")
+                raise unreadable_frame(self, index)
             self.position = index + 1
             yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
 
@@ -269,12 +268,16 @@ class PillowFrames:
                 self.image.seek(index)
                 frame = np.asarray(to_rgb(self.image.copy()))
             except Exception as exc:  # noqa: BLE001
-                raise ImageLoadError(self.label, f"truncated or corrupt: the frame at {self.time_of(index):.2f} s "
-                                                 f"(frame {index}) cannot be decoded ({exc})") from None
+                raise unreadable_frame(self, index, f" ({exc})") from None
             yield index, frame
 
     def close(self) -> None:
         self.image.close()
+
+
+def unreadable_frame(reader: CvFrames | PillowFrames, index: int, detail: str = "") -> ImageLoadError:
+    return ImageLoadError(reader.label, f"truncated or corrupt: the frame at {reader.time_of(index):.2f} s "
+                                        f"(frame {index} of {reader.frame_count}) cannot be decoded{detail}")
 
 
 def load_frame(image: Image.Image) -> Image.Image:
