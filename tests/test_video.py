@@ -217,3 +217,13 @@ def test_a_video_whose_frames_are_all_damaged_and_an_audio_only_mp4(clf, anime, 
                    check=True)
     silent = clf.predict(audio, errors="return")
     assert not silent.ok and "no video track" in silent.error
+
+
+def test_a_missing_last_frame_is_tolerated_a_missing_half_is_not(clf, shared_data, tmp_path):
+    video = write_video(tmp_path / "whole.avi", frames_of(shared_data / "anime", 16), "MJPG")
+    data = video.read_bytes()
+    (tmp_path / "tail.avi").write_bytes(data[: int(len(data) * 0.9)])  # the 16th frame's data is cut
+    every_frame = clf.predict(tmp_path / "tail.avi", every=1 / FPS)
+    assert every_frame.ok and [f.index for f in every_frame.per_frame] == list(range(15))
+    half = clf.predict(truncated(video, tmp_path / "half.avi"), every=1 / FPS, errors="return")
+    assert half.error.startswith("truncated or corrupt: the frame at")

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image, ImageSequence
 
 from ..errors import ImageLoadError
-from ..images import BYTES_TYPES, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, to_rgb
+from ..images import BYTES_TYPES, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_pixels, to_rgb
 from ..preprocess import to_crop
 from .predictor import DEFAULT_FRAMES, Prediction, make_prediction
 from .sources import VIDEO_EXTENSIONS, is_url
@@ -54,6 +54,8 @@ CONTAINERS = "MP4, MOV, Matroska/WebM, AVI, animated GIF or WebP"
 # was the faster of the two on a quiet machine). OpenCV's seeks are frame-exact.
 SEEK_MIN_GAP = 300
 THUMBNAIL_SIZE = 96
+# The last frames a container's count may promise without having them (CvFrames.read).
+COUNT_SLACK = 2
 
 
 @dataclass
@@ -223,7 +225,9 @@ class CvFrames:
     def read(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
         """(index, RGB frame) for each of ``indices`` (ascending). A near frame is reached by
         decoding the frames before it (grab), a far one by seeking; only wanted frames are
-        converted to RGB."""
+        converted to RGB. A frame that cannot be decoded is an error (a truncated or damaged
+        file), except one of the last ``COUNT_SLACK``: a frame count made from the duration
+        (Matroska, WebM) may overshoot by a frame, and the frames before are all there is."""
         for index in indices:
             if index - self.position > SEEK_MIN_GAP or index < self.position:
                 self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
@@ -232,6 +236,8 @@ class CvFrames:
                 self.position += 1
             ok = self.position == index and self.capture.grab()
             frame = self.capture.retrieve()[1] if ok else None
+            if frame is None and index >= self.frame_count - COUNT_SLACK and index > indices[0]:
+                return
             if frame is None:
                 raise unreadable_frame(self, index)
             self.position = index + 1
@@ -248,8 +254,11 @@ class PillowFrames:
         self.label = label
         try:
             self.image = Image.open(path)
+            check_pixels(self.image, label, DEFAULT_MAX_PIXELS)
             # WebP sets a frame's duration when the frame is loaded: one pass over the frames.
             durations = [load_frame(frame).info.get("duration", 0) or 0 for frame in ImageSequence.Iterator(self.image)]
+        except ImageLoadError:
+            raise
         except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged file
             raise ImageLoadError(label, f"cannot read this {container} animation: truncated or corrupt "
                                         f"({str(exc) or type(exc).__name__})") from None
