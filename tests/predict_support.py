@@ -134,3 +134,25 @@ def closed_port_url() -> str:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     return f"http://127.0.0.1:{port}/image.jpg"
+
+
+def video_frames(images: list[Path], size: int = 256) -> list[np.ndarray]:
+    """Real images as size x size BGR frames, what OpenCV's VideoWriter takes."""
+    import cv2
+
+    return [cv2.resize(cv2.imread(str(p)), (size, size), interpolation=cv2.INTER_AREA) for p in images]
+
+
+def write_video(path: Path, frames: list[np.ndarray], fourcc: str, fps: float) -> bool:
+    """``frames`` as a video with OpenCV's VideoWriter; False when this OpenCV build cannot write
+    ``fourcc`` in ``path``'s container."""
+    import cv2
+
+    height, width = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), fps, (width, height))
+    if not writer.isOpened():
+        return False
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return True

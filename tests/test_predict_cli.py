@@ -134,7 +134,7 @@ def test_interrupted_run_keeps_valid_output(predict, exported, tmp_path, monkeyp
 
 def test_user_errors_exit_1_with_one_line(predict, exported, tmp_path, capsys, monkeypatch):
     code, _, err = predict(tmp_path)  # an empty folder
-    assert code == 1 and err.count("\n") == 1 and "no images found" in err
+    assert code == 1 and err.count("\n") == 1 and "no images or videos found" in err
     monkeypatch.setattr(predictor, "DEFAULT_MODEL", tmp_path / "default.onnx")
     assert main(["predict", str(exported.images[0])]) == 1
     assert capsys.readouterr().err == "artstyle: error: no default model is installed; pass --model (an exported .onnx)\n"

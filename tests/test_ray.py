@@ -208,3 +208,30 @@ def test_the_cluster_gets_the_precision_asked_for():
     fp32 = pack_model(None, "fp32")
     assert fp32["name"] == "default.onnx" and fp32["bytes"] == DEFAULT_MODEL.read_bytes()
     assert pack_model(None, "int8")["bytes"] == int8_path(DEFAULT_MODEL).read_bytes()
+
+
+def test_videos_are_spread_over_actors_and_their_rows_join_the_images_in_order(local_ray, shared_data, tmp_path,
+                                                                                 capsys):
+    from predict_support import video_frames, write_video
+
+    folder = tmp_path / "films"
+    folder.mkdir()
+    frames = video_frames(sorted((shared_data / "cartoon").glob("*.jpg"))[:6])
+    for name, fourcc in (("b.avi", "MJPG"), ("d.mp4", "mp4v"), ("e.mkv", "MJPG")):
+        assert write_video(folder / name, frames, fourcc, 6.0)
+    (folder / "d.mp4").write_bytes((folder / "d.mp4").read_bytes()[:3000])  # truncated: no moov atom
+    for name, image in zip(("a.jpg", "c.jpg"), sorted((shared_data / "human").glob("*.jpg"))):
+        shutil.copy(image, folder / name)
+    local, on_ray = tmp_path / "local.csv", tmp_path / "ray.csv"
+    assert main(["predict", str(folder), "-o", str(local), "--frames", "4"]) == 2
+    assert main(["predict", str(folder), "--engine", "ray", "--actors", "2", "--cpus-per-actor", "0.5",
+                 "-o", str(on_ray), "--frames", "4"]) == 2
+    err = capsys.readouterr().err
+    expected, got = read_rows(local), read_rows(on_ray)
+    assert [Path(r["path"]).name for r in got] == ["a.jpg", "b.avi", "c.jpg", "d.mp4", "e.mkv"]
+    assert_same_rows(got, expected)
+    for mine, theirs in zip(got, expected):
+        assert [mine[k] for k in mine if k.startswith(("frames", "share_"))] == \
+               [theirs[k] for k in theirs if k.startswith(("frames", "share_"))]
+    assert got[1]["frames"] == "4" and got[0]["frames"] == "" and got[3]["error"].startswith("cannot open this MP4")
+    assert f"artstyle: error: {folder / 'd.mp4'}: {got[3]['error']}" in err

@@ -141,3 +141,21 @@ def test_api_docs_render_offline(page, server):
     assert "artstyle" in page.inner_text(".swagger-ui .info .title")
     assert page.locator(".opblock-summary-path", has_text="/v1/predict").count() == 1
 
+
+
+def test_a_video_shows_its_row_and_a_strip_of_frames(page, server, shared_subset, tmp_path):
+    from predict_support import video_frames, write_video
+
+    video = tmp_path / "clip.avi"
+    assert write_video(video, video_frames(sorted((shared_subset / "anime").iterdir())[:6]), "MJPG", 4.0)
+    page.set_input_files("#file-input", [str(video)])
+    (card,) = wait_for_cards(page, 1)
+    (want,) = api_results(server, [video])
+    assert card.get_attribute("data-label") == want["label"]
+    assert card.query_selector(".size").inner_text().startswith(f"Video, 1.5 s: {want['frames']} frames")
+    strip = card.query_selector_all(".frame-strip li")
+    assert [item.get_attribute("data-label") for item in strip] == [f["label"] for f in want["frame_strip"]]
+    assert all(item.eval_on_selector("img", "img => img.complete && img.naturalWidth === 96") for item in strip)
+    assert card.eval_on_selector(".preview-image", "img => !img.hidden && img.naturalWidth === 96")
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "video-card.png"), full_page=True)

@@ -334,9 +334,10 @@ def resolve_link_stub(path: Union[str, os.PathLike]) -> str:
     return target if os.path.isfile(target) else path
 
 
-def walk_images(folder: Union[str, os.PathLike], notes: list[str] | None = None) -> list[str]:
-    """Image files under ``folder`` at any depth, hidden files and folders skipped: the one
-    folder walker of the scan, predict and export.
+def walk_images(folder: Union[str, os.PathLike], notes: list[str] | None = None,
+                accept=is_image_file) -> list[str]:
+    """Image files (the files ``accept`` takes) under ``folder`` at any depth, hidden files and
+    folders skipped: the one folder walker of the scan, predict and export.
 
     Folder symlinks are followed (datasets are often assembled from links) but each real folder
     is visited once, so a link pointing back up the tree cannot loop forever. File symlinks are
@@ -358,5 +359,5 @@ def walk_images(folder: Union[str, os.PathLike], notes: list[str] | None = None)
             continue
         visited.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache, thumbnails
-        found.extend(os.path.join(root, f) for f in sorted(files) if is_image_file(f))
+        found.extend(os.path.join(root, f) for f in sorted(files) if accept(f))
     return found

@@ -20,6 +20,10 @@ own functions so every row is what ``artstyle predict`` writes locally:
 A dead actor is restarted and its batch retried by Ray (``max_restarts`` / ``max_task_retries``),
 so every input still yields exactly one row.
 
+Videos among the listed files go to a pool of their own, one video per task (``predict_videos``):
+an actor decodes its sampled frames and runs them through its session, so a folder of films is
+spread over the actors. Their rows join the images' in input order.
+
 This module is ``artstyle.ray``; ``import ray`` below is the absolute import of Ray itself.
 """
 
@@ -27,8 +31,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import deque
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -36,9 +41,10 @@ import ray
 
 from .errors import ArtstyleError, ImageLoadError
 from .images import DEFAULT_MAX_PIXELS
-from .infer.predictor import (DEFAULT_BATCH_SIZE, Prediction, from_bytes, load_crop, read_card,
+from .infer.predictor import (DEFAULT_BATCH_SIZE, DEFAULT_FRAMES, Prediction, from_bytes, load_crop, read_card,
                               read_model_bytes, resolve_model)
 from .infer.sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, expand_inputs, is_url
+from .infer.video import may_be_video, takes_video_path
 from .infer.writers import row_for
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
@@ -76,20 +82,35 @@ def is_manifest(arg: str) -> bool:
     return not is_url(arg) and arg.lower().endswith(MANIFEST_SUFFIXES) and os.path.isfile(arg)
 
 
-def read_inputs(args: Sequence[str]) -> ray.data.Dataset:
+def read_inputs(args: Sequence[str], listed: list[str] | None = None) -> ray.data.Dataset:
     """Command-line inputs -> a dataset with ``path`` (as the user wrote it, the name results
     carry) and ``source`` (what a worker opens: an absolute path or a URL).
 
-    Files, folders and globs are listed here, as the local engine does; a manifest (CSV or
-    Parquet with a ``path`` or ``url`` column) is read by Ray itself, in parallel, which is the
-    way to feed millions of images."""
-    listed = expand_inputs([a for a in args if not is_manifest(a)])
+    Files, folders and globs are listed here, as the local engine does (or given as ``listed``);
+    a manifest (CSV or Parquet with a ``path`` or ``url`` column) is read by Ray itself, in
+    parallel, which is the way to feed millions of images."""
+    listed = list_inputs(args) if listed is None else listed
     parts = [read_manifest(a) for a in args if is_manifest(a)]
     if listed:
-        parts.insert(0, ray.data.from_items([{"path": p, "source": absolute(p)} for p in listed]))
+        parts.insert(0, paths_dataset(listed))
     if not parts:
-        raise ArtstyleError(f"no images found in {' '.join(args)}")
+        raise ArtstyleError(f"no images or videos found in {' '.join(args)}")
     return parts[0] if len(parts) == 1 else parts[0].union(*parts[1:])
+
+
+def list_inputs(args: Sequence[str]) -> list[str]:
+    """The files, folders and globs among ``args``, listed (manifests are read by Ray)."""
+    return expand_inputs([a for a in args if not is_manifest(a)])
+
+
+def paths_dataset(paths: list[str]) -> ray.data.Dataset:
+    return ray.data.from_items([{"path": p, "source": absolute(p)} for p in paths])
+
+
+def split_videos(listed: list[str]) -> tuple[list[str], list[str]]:
+    """(images, videos) of the listed inputs, as the local engine tells them apart."""
+    videos = {p for p in listed if may_be_video(p) and takes_video_path(p)}
+    return [p for p in listed if p not in videos], [p for p in listed if p in videos]
 
 
 def absolute(path: str, cwd: str | None = None) -> str:
@@ -161,23 +182,30 @@ def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: i
     return {"path": np.array(names, dtype=object), "pixels": pixels, "error": np.array(errors, dtype=object)}
 
 
-def result_schema(classes: Iterable[str]) -> pa.Schema:
+def result_schema(classes: Iterable[str], video: bool = False) -> pa.Schema:
     """The columns of a result row, typed up front: a batch of failures only has no floats to
-    infer a type from."""
+    infer a type from. ``video``: the video columns too (``writers.row_for``)."""
+    videos = [("frames", pa.int64()), ("duration_s", pa.float64())] + [(f"share_{c}", pa.float64()) for c in classes]
     return pa.schema([("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64())]
-                     + [(f"p_{c}", pa.float64()) for c in classes] + [("error", pa.string())])
+                     + [(f"p_{c}", pa.float64()) for c in classes] + (videos if video else [])
+                     + [("error", pa.string())])
+
+
+def actor_classifier(model_ref: list, threads: int):
+    """An actor's classifier: one ONNX Runtime session for its lifetime, built from the shipped
+    model bytes after checking them against the card's sha256 here, on the worker."""
+    model = ray.get(model_ref[0])  # wrapped in a list so that Ray hands over the reference
+    # streams=1: Ray hands the actor one batch at a time; each call uses all its threads.
+    return from_bytes(model["bytes"], model["card"], Path(model["name"]), threads=threads, streams=1)
 
 
 class Predictor:
-    """The actor: one ONNX Runtime session for its lifetime, built from the shipped model bytes
-    after checking them against the card's sha256 here, on the worker."""
+    """The actor of images: runs the decode tasks' crops through its session."""
 
-    def __init__(self, model_ref: list, threads: int):
-        model = ray.get(model_ref[0])  # wrapped in a list so that Ray hands over the reference
-        # streams=1: Ray hands the actor one batch at a time; each call uses all its threads.
-        self.classifier = from_bytes(model["bytes"], model["card"], Path(model["name"]), threads=threads,
-                                     streams=1)
-        self.schema = result_schema(self.classifier.classes)
+    def __init__(self, model_ref: list, threads: int, video: bool = False):
+        self.classifier = actor_classifier(model_ref, threads)
+        self.video = video
+        self.schema = result_schema(self.classifier.classes, video)
         self.batches = 0
         self.crash_after, _, self.crash_marker = os.environ.get(CRASH_ENV, "").partition(":")
 
@@ -188,7 +216,7 @@ class Predictor:
         probs = clf.run(np.stack([clf.model_input(batch["pixels"][i]) for i in ok])) if ok else []
         answers = dict(zip(ok, probs))
         rows = [row_for(clf.to_prediction(str(name), answers[i]) if i in answers
-                        else Prediction(str(name), error=str(batch["error"][i])), clf.classes)
+                        else Prediction(str(name), error=str(batch["error"][i])), clf.classes, video=self.video)
                 for i, name in enumerate(batch["path"])]
         self.batches += 1
         return pa.Table.from_pylist(rows, schema=self.schema)
@@ -204,11 +232,46 @@ class Predictor:
         os._exit(1)  # a real process death, mid-batch: Ray must restart the actor and retry
 
 
+class VideoPredictor:
+    """The actor of videos: each task is one video, decoded and classified whole here."""
+
+    def __init__(self, model_ref: list, threads: int, frames: int, every: float | None):
+        self.classifier = actor_classifier(model_ref, threads)
+        self.frames, self.every = frames, every
+        self.schema = result_schema(self.classifier.classes, video=True)
+
+    def __call__(self, batch: dict) -> pa.Table:
+        rows = []
+        for name, source in zip(batch["path"], batch["source"]):
+            try:
+                pred = self.classifier.predict_video(str(source), name=str(name), frames=self.frames, every=self.every)
+            except ImageLoadError as exc:
+                pred = Prediction(str(name), error=exc.reason)
+            rows.append(row_for(pred, self.classifier.classes, video=True))
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+def predict_videos(paths: list[str], model: str | os.PathLike | None = None, *, actors: int = 1,
+                   cpus_per_actor: float = 1.0, threads: int | None = None, frames: int = DEFAULT_FRAMES,
+                   every: float | None = None, runtime_env: dict | None = None,
+                   precision: str = "auto") -> ray.data.Dataset:
+    """Classify video files, one video per task on a pool of ``actors`` (the local
+    ``predict_video`` rows, with the video columns), in the order given."""
+    model_ref = ray.put(pack_model(model, precision))
+    return paths_dataset(paths).map_batches(
+        VideoPredictor, batch_size=1, batch_format="numpy", num_cpus=cpus_per_actor,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(actors, len(paths)))),
+        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), frames, every),
+        runtime_env=runtime_env,
+    )
+
+
 def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None, *,
                     actors: int | tuple[int, int] = 1, batch_size: int = DEFAULT_BATCH_SIZE,
                     cpus_per_actor: float = 1.0, threads: int | None = None, decode_cpus: float = 1.0,
                     url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
-                    runtime_env: dict | None = None, precision: str = "auto") -> ray.data.Dataset:
+                    runtime_env: dict | None = None, precision: str = "auto",
+                    video_columns: bool = False) -> ray.data.Dataset:
     """Classify every row of ``ds`` (a ``path`` column; optionally ``source``, what to open when
     it differs from the name to report) and return a lazy dataset of result rows:
     ``path, label, confidence, p_<class>..., error`` (the local ``predict`` CSV columns).
@@ -217,7 +280,8 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
     ``cpus_per_actor``: CPUs each reserves (fractions allowed), ``threads`` its ONNX Runtime
     threads (default: that many, at least 1); ``decode_cpus``: CPUs per decode task;
     ``runtime_env``: for the actors (e.g. ``{"pip": ["artstyle[ray]"]}`` on a bare cluster);
-    ``precision``: as for ``artstyle.load`` ("auto": the shipped model's int8 version)."""
+    ``precision``: as for ``artstyle.load`` ("auto": the shipped model's int8 version);
+    ``video_columns``: the rows carry the (empty) video columns, for a run that has videos too."""
     model_data = pack_model(model, precision)
     card = model_data["card"]
     image_size, crop_pct = int(card["image_size"]), float(card.get("crop_pct", 1.0))
@@ -236,7 +300,8 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
     return decoded.map_batches(
         Predictor, batch_size=batch_size, batch_format="numpy", num_cpus=cpus_per_actor,
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor))), runtime_env=runtime_env,
+        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), video_columns),
+        runtime_env=runtime_env,
     )
 
 
@@ -286,26 +351,66 @@ def output_kind(output: str | None) -> str:
 
 
 def predict_files(inputs: Sequence[str], output: str | None, model: str | os.PathLike | None = None, *,
-                  progress: bool = False, on_failure=None, stdout=None, **options) -> tuple[int, int]:
+                  progress: bool = False, on_failure=None, stdout=None, frames: int = DEFAULT_FRAMES,
+                  every: float | None = None, **options) -> tuple[int, int]:
     """``artstyle predict INPUTS --engine ray -o OUTPUT``: classify on the connected cluster and
     write CSV (in input order, streamed as blocks finish) or a Parquet folder (written by the
     workers, one part file per block, so finished blocks survive a crash of the run).
-    ``on_failure(path, reason)`` is called for each failed input. Returns (rows, failures)."""
+    Videos are classified first, one per task (``predict_videos``), and their rows join the
+    images' in input order. ``on_failure(path, reason)`` is called for each failed input.
+    Returns (rows, failures)."""
     kind = output_kind(output)
     classes = read_card(resolve_model(model))["classes"]
-    results = predict_dataset(read_inputs(inputs), model, **options)
+    listed = list_inputs(inputs)
+    images, videos = split_videos(listed)
+    video_columns = any(may_be_video(p) for p in listed)
+    results = (predict_dataset(read_inputs(inputs, images), model, video_columns=video_columns, **options)
+               if images or any(is_manifest(a) for a in inputs) or not videos else None)
+    video_options = {k: options[k] for k in ("actors", "cpus_per_actor", "threads", "runtime_env", "precision")
+                     if k in options}
+    video_results = predict_videos(videos, model, frames=frames, every=every, **video_options) if videos else None
     context = ray.data.DataContext.get_current()
     if kind == "csv":
         context.execution_options.preserve_order = True  # rows in the order the inputs were given
         context.enable_progress_bars = False  # ours counts images/s over the whole cluster
-        return write_csv(results, classes, output, progress, on_failure, stdout or sys.stdout)
+        video_rows = video_results.take_all() if video_results is not None else []
+        batches = in_input_order(image_batches(results), video_rows, listed, set(videos))
+        return write_csv(batches, classes, output, progress, on_failure, stdout or sys.stdout, video_columns)
     context.enable_progress_bars = progress  # Ray Data's bars: rows and rows/s per stage
-    results.write_parquet(output)
+    for dataset in (video_results, results):
+        if dataset is not None:
+            dataset.write_parquet(output)
     return summarize_parquet(output, on_failure)
 
 
-def write_csv(results: ray.data.Dataset, classes: list[str], output: str | None, progress: bool, on_failure,
-              stdout) -> tuple[int, int]:
+def image_batches(results: ray.data.Dataset | None) -> Iterator[list[dict]]:
+    if results is not None:
+        for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
+            yield batch.to_pylist()
+
+
+def in_input_order(image_batches: Iterable[list[dict]], video_rows: list[dict], listed: list[str],
+                   videos: set[str]) -> Iterator[list[dict]]:
+    """The images' row batches (listed files, then manifests' rows) with the videos' rows put
+    back at their places among the listed files."""
+    image_places = iter([i for i, p in enumerate(listed) if p not in videos])
+    video_places = deque(i for i, p in enumerate(listed) if p in videos)
+    pending = deque(video_rows)
+    for batch in image_batches:
+        merged = []
+        for row in batch:
+            place = next(image_places, len(listed))
+            while video_places and video_places[0] < place:
+                video_places.popleft()
+                merged.append(pending.popleft())
+            merged.append(row)
+        yield merged
+    if pending:
+        yield list(pending)
+
+
+def write_csv(batches: Iterable[list[dict]], classes: list[str], output: str | None, progress: bool, on_failure,
+              stdout, video_columns: bool = False) -> tuple[int, int]:
     import contextlib
 
     from tqdm import tqdm
@@ -318,11 +423,10 @@ def write_csv(results: ray.data.Dataset, classes: list[str], output: str | None,
             stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else stdout
         except OSError as exc:
             raise ArtstyleError(f"{output}: cannot write ({exc.strerror or exc})") from None
-        writer = CsvWriter(stream, classes)
+        writer = CsvWriter(stream, classes, video=video_columns)
         bar = stack.enter_context(tqdm(unit="img", desc="predict (ray)", file=sys.stderr, disable=not progress,
                                        dynamic_ncols=True))
-        for batch in results.iter_batches(batch_format="pyarrow", batch_size=None):
-            table = batch.to_pylist()
+        for table in batches:
             writer.write_rows(table)
             rows += len(table)
             for row in table:

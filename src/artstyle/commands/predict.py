@@ -1,5 +1,5 @@
-"""``artstyle predict PATH...``: classify files, folders, globs, URLs or a list on stdin with the
-torch-free ONNX predictor (``--explain`` is the one path that needs torch)."""
+"""``artstyle predict PATH...``: classify images and videos (files, folders, globs, URLs or a list
+on stdin) with the torch-free ONNX predictor (``--explain`` is the one path that needs torch)."""
 
 from __future__ import annotations
 
@@ -16,12 +16,16 @@ MAX_LISTED_FAILURES = 100
 FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json", ".txt": "table"}
 
 EPILOG = """\
-inputs: image files, folders (searched recursively), glob patterns ('photos/**/*.png'),
+inputs: image files, video files (MP4, MOV, MKV, WebM, AVI, animated GIF/WebP: recognised
+by their content), folders (searched recursively), glob patterns ('photos/**/*.png'),
 http(s):// URLs, and '-' to read one path or URL per line from stdin.
 
 output: a table on a terminal; CSV when stdout is piped; --format or the -o suffix
 (.csv, .jsonl, .json) chooses otherwise. CSV/JSONL/JSON have one row per input with
-path, label, confidence, p_<class> for every class and error (empty when fine).
+path, label, confidence, p_<class> for every class and error (empty when fine). A run
+with videos adds frames, duration_s and share_<class> (the fraction of the sampled
+frames each class wins; p_<class> is the mean of the frames' probabilities), empty for
+images; --per-frame writes each sampled frame's prediction as JSON Lines.
 
 exit status: 0 every input was classified; 2 some inputs failed (each failure is one line
 on stderr naming the input and the reason, and a row with 'error' in CSV/JSONL/JSON);
@@ -31,8 +35,8 @@ is rejected by the argument parser with its usage message (exit 2)."""
 
 def register(sub) -> None:
     p = sub.add_parser(
-        "predict", help="classify images (files, folders, globs, URLs, - for stdin)",
-        description="Classify images as anime, cartoon or human (or your own model's classes).",
+        "predict", help="classify images and videos (files, folders, globs, URLs, - for stdin)",
+        description="Classify images and videos as anime, cartoon or human (or your own model's classes).",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("inputs", nargs="+", metavar="PATH", help="files, folders, globs, URLs or -")
@@ -49,6 +53,13 @@ def register(sub) -> None:
     p.add_argument("--allow-private-urls", action="store_true",
                    help="let URLs reach loopback, private and link-local addresses (refused by default)")
     p.add_argument("--no-progress", action="store_true", help="never show a progress bar")
+    video = p.add_argument_group("videos")
+    video.add_argument("--frames", type=int, default=16, metavar="N",
+                       help="frames per video, spread evenly, skipping the first and last 5%% (default 16)")
+    video.add_argument("--every", type=float, metavar="SECONDS",
+                       help="instead of --frames: one frame every SECONDS from the start")
+    video.add_argument("--per-frame", metavar="OUT.jsonl",
+                       help="also write each sampled frame's prediction (path, frame, time_s, label, p_<class>)")
     ray = p.add_argument_group("scale out with Ray (pip install 'artstyle[ray]')")
     ray.add_argument("--engine", choices=("local", "ray"), default="local",
                      help="local: this process (default); ray: decode tasks and a pool of model actors "
@@ -98,11 +109,15 @@ def check_args(args) -> None:
     if args.top_k < 1:
         raise ArtstyleError("--top-k must be at least 1")
     check_model_args(args)
+    if args.frames < 1 or (args.every is not None and args.every <= 0):
+        raise ArtstyleError("--frames must be at least 1 and --every a positive number of seconds")
     if args.explain and not args.output:
         raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")
     if args.engine == "ray":
         if args.explain or args.top_k != 1 or args.format not in (None, "csv"):
             raise ArtstyleError("--engine ray writes CSV or Parquet rows; --explain, --top-k and --format are local only")
+        if args.per_frame:
+            raise ArtstyleError("--per-frame is local only")
         if args.streams is not None:
             raise ArtstyleError("--streams is local only: each Ray actor runs one batch at a time (--actors scales out)")
         if args.actors < 1 or args.cpus_per_actor <= 0:
@@ -128,6 +143,18 @@ def open_output(path: str | None, stdout):
         raise ArtstyleError(f"{path}: cannot write ({exc.strerror or exc})") from None
     with stream:
         yield stream
+
+
+@contextlib.contextmanager
+def open_per_frame(path: str | None):
+    """``--per-frame``: a JSON Lines writer of each video frame's prediction, or None."""
+    if not path:
+        yield None
+        return
+    from ..infer.writers import FrameWriter
+
+    with open_output(path, None) as stream:
+        yield FrameWriter(stream)
 
 
 def progress_bar(predictions, total: int, enabled: bool):
@@ -159,11 +186,13 @@ def run(args) -> int:
 
     from ..infer import load
     from ..infer.sources import expand_inputs
+    from ..infer.video import may_be_video
     from ..infer.writers import open_writer
 
+    quiet_ffmpeg_logs()
     inputs = expand_inputs(args.inputs)
     if not inputs:
-        raise ArtstyleError(f"no images found in {' '.join(args.inputs)}")
+        raise ArtstyleError(f"no images or videos found in {' '.join(args.inputs)}")
     classifier = load(args.model, **model_options(args),
                       url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
                       min_confidence=args.min_confidence, allow_private_urls=args.allow_private_urls)
@@ -174,12 +203,16 @@ def run(args) -> int:
                 and not (to_terminal and fmt == "table"))
     failures = 0
     try:
-        with open_output(args.output, stdout) as stream:
-            writer = open_writer(fmt, stream, classifier.classes, args.top_k)
-            bar, predictions = progress_bar(classifier.predict_iter(inputs), len(inputs), show_bar)
+        with open_output(args.output, stdout) as stream, open_per_frame(args.per_frame) as per_frame:
+            writer = open_writer(fmt, stream, classifier.classes, args.top_k,
+                                 video=any(may_be_video(p) for p in inputs))
+            predictions = classifier.predict_iter(inputs, frames=args.frames, every=args.every)
+            bar, predictions = progress_bar(predictions, len(inputs), show_bar)
             try:
                 for pred in predictions:
                     writer.write(pred)
+                    if per_frame is not None:
+                        per_frame.write(pred)
                     if not pred.ok:
                         failures += 1
                         report_failure(pred, bar)
@@ -201,6 +234,7 @@ def run(args) -> int:
 def run_ray(args) -> int:
     """``--engine ray``: the same rows, computed by decode tasks and model actors on a cluster."""
     quiet_ray_logs()
+    quiet_ffmpeg_logs()  # before Ray starts its workers, which inherit it
     from .. import ray as on_ray  # imports Ray: only on this path
 
     listed = 0
@@ -216,13 +250,25 @@ def run_ray(args) -> int:
         args.inputs, args.output, args.model, progress=not args.no_progress and sys.stderr.isatty(),
         on_failure=report, actors=args.actors, batch_size=args.batch_size, cpus_per_actor=args.cpus_per_actor,
         threads=args.threads, url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
-        precision=args.precision,
+        precision=args.precision, frames=args.frames, every=args.every,
     )
     if failures:
         more = f" ({failures - MAX_LISTED_FAILURES} not listed above)" if failures > MAX_LISTED_FAILURES else ""
         print(f"artstyle: {failures} of {rows} inputs could not be classified{more}", file=sys.stderr)
         return EXIT_SOME_FAILED
     return 0
+
+
+def quiet_ffmpeg_logs() -> None:
+    """FFmpeg prints its decoders' complaints about a damaged video on stderr; the row's error
+    says it in one line. OpenCV's documented switch, read when its FFmpeg backend starts (a
+    user's own setting wins; -8 is FFmpeg's AV_LOG_QUIET), and OpenCV's own warnings likewise."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        os.environ["OPENCV_LOG_LEVEL"] = "ERROR"  # for worker processes (the server's)
+        import cv2  # this one may have read the variable already, when it imported cv2
+
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_ERROR)
 
 
 def quiet_ray_logs() -> None:

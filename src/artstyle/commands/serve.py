@@ -109,6 +109,9 @@ def run(args) -> int:
     from ..infer.predictor import read_card, resolve_model
     from ..serve.server import run_server
     from ..system import cpu_count
+    from .predict import quiet_ffmpeg_logs
+
+    quiet_ffmpeg_logs()  # a damaged video upload is the client's 4xx, not noise in the server's log
 
     # Check the model in this process too, so a bad --model is one line here, not one per worker.
     read_card(resolve_model(args.model, args.precision))

@@ -7,5 +7,6 @@
 """
 
 from .predictor import Classifier, Prediction, load
+from .video import FramePrediction, VideoPrediction
 
-__all__ = ["Classifier", "Prediction", "load"]
+__all__ = ["Classifier", "FramePrediction", "Prediction", "VideoPrediction", "load"]

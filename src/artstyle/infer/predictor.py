@@ -51,6 +51,8 @@ CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
 DECODE_CHUNK = 8
 # The label of a prediction below the classifier's min_confidence (its probabilities are kept).
 UNCERTAIN = "uncertain"
+# Frames a video is judged on by default (infer.video samples them).
+DEFAULT_FRAMES = 16
 
 
 @dataclass
@@ -288,26 +290,44 @@ class Classifier:
 
     # ------------------------------------------------------------------ the public API
 
-    def predict(self, inputs, *, errors: str = "raise"):
+    def predict(self, inputs, *, errors: str = "raise", frames: int = DEFAULT_FRAMES, every: float | None = None):
         """Classify one input or many.
 
         One input (path, URL, bytes, binary file or PIL image) -> ``Prediction``; a list or other
         iterable -> list of ``Prediction`` in the same order. ``errors="raise"`` raises
         ``ImageLoadError`` for an unreadable input; ``errors="return"`` returns it as a
-        ``Prediction`` whose ``error`` says why.
+        ``Prediction`` whose ``error`` says why. A video (a path or bytes, recognised by its
+        content) gets a ``VideoPrediction`` from ``predict_video(frames=, every=)``.
         """
         if errors not in ("raise", "return"):
             raise ValueError("errors must be 'raise' or 'return'")
         if is_single(inputs):
-            return next(self.predict_iter([inputs], errors=errors, workers=1))
-        return list(self.predict_iter(inputs, errors=errors))
+            return next(self.predict_iter([inputs], errors=errors, workers=1, frames=frames, every=every))
+        return list(self.predict_iter(inputs, errors=errors, frames=frames, every=every))
+
+    def predict_video(self, source, *, frames: int = DEFAULT_FRAMES, every: float | None = None,
+                      name: str | None = None, thumbnails: bool = False):
+        """Classify a video file (path or bytes: MP4, MOV, MKV, WebM, AVI, animated GIF or WebP)
+        -> ``VideoPrediction``: the mean of the calibrated probabilities of ``frames`` frames
+        spread over the middle 90 % of the video, or of one frame every ``every`` seconds; the
+        share of frames each class wins; and ``per_frame``, each frame's own prediction with its
+        time (and a small JPEG data URL of the model's view with ``thumbnails``).
+        Raises ``ImageLoadError`` for a file that is not a readable video."""
+        from .video import classify_video  # imports this module
+
+        return classify_video(self, source, name=name, frames=frames, every=every, thumbnails=thumbnails)
 
     def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
-                     workers: int | None = None) -> Iterator[Prediction]:
+                     workers: int | None = None, frames: int = DEFAULT_FRAMES,
+                     every: float | None = None) -> Iterator[Prediction]:
         """Predictions as they are produced, in input order. Decoding runs ahead on a thread
         pool of ``workers``, and up to ``streams`` batches run through the model at once.
+        A video is classified whole on a decode thread (``predict_video(frames=, every=)``).
         With ``errors="raise"``, the predictions of the batches already in the model are
         yielded before the bad input's ``ImageLoadError`` is raised."""
+        from .video import check_sampling
+
+        check_sampling(frames, every)
         batch_size = batch_size or self.batch_size
         sizes = batch_sizes(inputs, batch_size, self.streams)
         decoder = ThreadPoolExecutor(max_workers=workers or self.workers, thread_name_prefix="artstyle-decode")
@@ -315,7 +335,8 @@ class Classifier:
         running: deque = deque()
         try:
             try:
-                for ready in self.decoded_batches(inputs, sizes, errors, decoder, ahead=2 * batch_size):
+                for ready in self.decoded_batches(inputs, sizes, errors, decoder, ahead=2 * batch_size,
+                                                  sampling={"frames": frames, "every": every}):
                     running.append((ready, model.submit(self.run_ready, ready)))
                     # A batch queued behind each stream, so a stream that finishes starts the next at
                     # once, even while the oldest batch, whose answers come out first, is still running.
@@ -334,36 +355,44 @@ class Classifier:
             model.shutdown(wait=True, cancel_futures=True)
 
     def decoded_batches(self, inputs: Iterable, sizes: Iterator[int], errors: str,
-                        pool: ThreadPoolExecutor, ahead: int) -> Iterator[list]:
-        """Lists of (name, model input or ImageLoadError), in input order, with as many decoded
-        arrays as the next of ``sizes`` says; ``ahead`` images are being decoded ahead at any
-        time, ``DECODE_CHUNK`` to a task."""
+                        pool: ThreadPoolExecutor, ahead: int, sampling: dict | None = None) -> Iterator[list]:
+        """Lists of (name, model input, video's Prediction or ImageLoadError), in input order,
+        with as many decoded arrays as the next of ``sizes`` says; ``ahead`` images are being
+        decoded ahead at any time, ``DECODE_CHUNK`` to a task; ``sampling`` is the videos'
+        ``predict_video`` options."""
         batch_size = next(sizes)
         numbered = enumerate(inputs)
         chunks = iter(lambda: list(itertools.islice(numbered, DECODE_CHUNK)), [])
-        pending = deque(pool.submit(self.decode_chunk, chunk)
+        sampling = sampling or {}
+        pending = deque(pool.submit(self.decode_chunk, chunk, sampling)
                         for chunk in itertools.islice(chunks, -(-ahead // DECODE_CHUNK)))
         ready, decoded = [], 0
         while pending:
             results = pending.popleft().result()
-            pending.extend(pool.submit(self.decode_chunk, chunk) for chunk in itertools.islice(chunks, 1))
+            pending.extend(pool.submit(self.decode_chunk, chunk, sampling) for chunk in itertools.islice(chunks, 1))
             for name, item in results:
                 if isinstance(item, ImageLoadError) and errors == "raise":
                     raise item
                 ready.append((name, item))
-                decoded += not isinstance(item, ImageLoadError)
+                decoded += isinstance(item, np.ndarray)
                 if decoded == batch_size:
                     yield ready
                     ready, decoded, batch_size = [], 0, next(sizes)
         if ready:
             yield ready
 
-    def decode_chunk(self, chunk: list) -> list:
-        """(name, model input or ImageLoadError) for each (index, source) of ``chunk``."""
+    def decode_chunk(self, chunk: list, sampling: dict | None = None) -> list:
+        """(name, model input, video's Prediction or ImageLoadError) for each (index, source) of
+        ``chunk``."""
+        from .video import takes_video_path  # imports this module
+
         results = []
         for index, source in chunk:
             try:
-                item = self.to_array(source, name_for(source, index))
+                if takes_video_path(source):
+                    item = self.predict_video(source, name=describe(source, index), **(sampling or {}))
+                else:
+                    item = self.to_array(source, name_for(source, index))
             except ImageLoadError as exc:
                 item = exc
             results.append((describe(source, index), item))
@@ -380,6 +409,8 @@ class Classifier:
         for name, item in ready:
             if isinstance(item, ImageLoadError):
                 yield Prediction(name, error=item.reason)
+            elif isinstance(item, Prediction):  # a video, classified whole
+                yield item
             else:
                 yield self.to_prediction(name, next(probs))
 

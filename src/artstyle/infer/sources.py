@@ -25,6 +25,8 @@ from ..errors import ImageLoadError
 from ..images import is_image_file, walk_images
 
 URL_SCHEMES = ("http://", "https://")
+# What folders and globs contribute besides images (a video is then recognised by its content).
+VIDEO_EXTENSIONS = frozenset({".mp4", ".m4v", ".mkv", ".webm", ".avi", ".mov"})
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_MAX_DOWNLOAD = 20 * 1024 * 1024
 MAX_REDIRECTS = 5
@@ -39,9 +41,19 @@ def is_url(value) -> bool:
 
 
 def images_in_folder(folder: str) -> list[str]:
-    """Every image file below ``folder`` (folder links followed, as the scan does), sorted so
-    that runs are reproducible."""
-    return sorted(walk_images(folder))
+    """Every image and video file below ``folder`` (folder links followed, as the scan does),
+    sorted so that runs are reproducible."""
+    return sorted(walk_images(folder, accept=is_media_file))
+
+
+def is_video_file(path) -> bool:
+    """A visible file named as a video."""
+    name = os.path.basename(path)
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in VIDEO_EXTENSIONS
+
+
+def is_media_file(path) -> bool:
+    return is_image_file(path) or is_video_file(path)
 
 
 def expand_one(arg: str) -> list[str]:
@@ -60,7 +72,7 @@ def expand_one(arg: str) -> list[str]:
     for match in matches:
         if os.path.isdir(match):
             expanded += images_in_folder(match)
-        elif is_image_file(match):
+        elif is_media_file(match):
             expanded.append(match)
     return expanded
 
@@ -74,7 +86,7 @@ def read_list(stream: TextIO) -> Iterator[str]:
 
 
 def expand_inputs(args: Iterable[str], stdin: TextIO | None = None) -> list[str]:
-    """Paths and URLs in the order given; folders expand recursively to their image files."""
+    """Paths and URLs in the order given; folders expand recursively to their image and video files."""
     inputs = []
     for arg in args:
         if arg == "-":

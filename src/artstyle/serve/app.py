@@ -27,6 +27,7 @@ from starlette.requests import ClientDisconnect
 from .. import __version__
 from ..errors import ImageLoadError
 from ..infer import Classifier, load
+from ..infer.video import is_video
 from ..system import cpu_count
 from .explain import Explainer, ExplainQueueFullError
 from .inference import Decoded, InferenceService
@@ -39,7 +40,9 @@ STATIC = Path(__file__).parent / "static"
 # The page loads nothing from elsewhere (users may be offline); the browser enforces it.
 PAGE_CSP = ("default-src 'self'; img-src 'self' blob: data:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
-RAW_BODY_TYPES = ("image/", "application/octet-stream")
+RAW_BODY_TYPES = ("image/", "video/", "application/octet-stream")
+# Frames a video upload may ask for (each comes back with a thumbnail).
+MAX_VIDEO_FRAMES = 64
 # Form fields other than files are only ever a few words; anything longer is not ours.
 MAX_FIELD_BYTES = 64 * 1024
 
@@ -57,6 +60,7 @@ PREDICT_BODY = {"requestBody": {"required": True, "content": {
         "properties": {"files": {"type": "array", "items": {"type": "string", "format": "binary"},
                                  "description": "one or more images (repeat the field)"}}}},
     "image/*": {"schema": {"type": "string", "format": "binary"}},
+    "video/*": {"schema": {"type": "string", "format": "binary"}},
     "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
 }}}
 
@@ -221,24 +225,27 @@ ExplainerDep = Annotated[Explainer, Depends(get_explainer)]
 async def predict(
     request: Request, service: Service, settings: Settings, explainer: ExplainerDep,
     explain: Annotated[bool, Query(description="add a Grad-CAM heatmap per image (needs the training extra)")] = False,
+    frames: Annotated[int, Query(ge=1, le=MAX_VIDEO_FRAMES, description="frames sampled from each video")] = 16,
 ):
-    """Images as multipart form files (field `files`, repeatable), or one image as the raw body
-    (`Content-Type: image/*` or `application/octet-stream`). One result per image, in order;
-    a bad image among good ones gets its `error` and the others their predictions."""
+    """Images or videos (MP4, MOV, MKV, WebM, AVI, animated GIF/WebP) as multipart form files
+    (field `files`, repeatable), or one as the raw body (`Content-Type: image/*`, `video/*` or
+    `application/octet-stream`). One result per file, in order; a bad file among good ones gets
+    its `error` and the others their predictions. A video's result is the mean of `frames`
+    sampled frames, with `shares` and a `frame_strip` of thumbnails."""
     if not explain:
-        return await predict_uploads(request, service, settings)
+        return await predict_uploads(request, service, settings, frames=frames)
     try:
         with explainer.admitted():
-            return await predict_uploads(request, service, settings, explainer)
+            return await predict_uploads(request, service, settings, explainer, frames=frames)
     except ExplainQueueFullError:
         raise HTTPException(503, f"the explain queue is full ({explainer.max_pending} requests): retry shortly, "
                                  "or ask without ?explain=true", headers={"Retry-After": "2"}) from None
 
 
 async def predict_uploads(request: Request, service: InferenceService, settings: ServeSettings,
-                          explainer: Explainer | None = None):
+                          explainer: Explainer | None = None, frames: int = 16):
     uploads = await read_uploads(request, settings)
-    results, decoded = await classify(service, uploads, keep_images=explainer is not None)
+    results, decoded = await classify(service, uploads, keep_images=explainer is not None, frames=frames)
     if all(r.error for r in results):
         detail = results[0].error if len(results) == 1 else f"none of the {len(results)} images could be classified"
         body = ErrorResponse(error="unprocessable_image", detail=detail, results=results)
@@ -288,21 +295,26 @@ async def read_multipart(request: Request, max_images: int) -> list[Upload]:
         return [Upload(f.filename or f"file {i + 1}", await f.read()) for i, f in enumerate(files)]
 
 
-async def classify(service: InferenceService, uploads: list[Upload],
-                   keep_images: bool = False) -> tuple[list[ImageResult], list[Decoded | str]]:
+async def classify(service: InferenceService, uploads: list[Upload], keep_images: bool = False,
+                   frames: int = 16) -> tuple[list[ImageResult], list[Decoded | ImageResult | str]]:
     """Every upload decoded at once on the pool, then their model pass, which joins whatever
-    batch runs next. Unusable images get their reason instead."""
-    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_images) for u in uploads))
+    batch runs next; a video is classified whole on the pool. Unusable files get their reason
+    instead."""
+    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_images, frames) for u in uploads))
     probs = iter(await service.probabilities([d.array for d in decoded if isinstance(d, Decoded)]))
     classifier = service.classifier
-    results = [result_for(u, d, next(probs), classifier) if isinstance(d, Decoded) else ImageResult(name=u.name, error=d)
+    results = [result_for(u, d, next(probs), classifier) if isinstance(d, Decoded)
+               else d if isinstance(d, ImageResult) else ImageResult(name=u.name, error=d)
                for u, d in zip(uploads, decoded)]
     return results, decoded
 
 
-async def decode_or_reason(service: InferenceService, upload: Upload, keep_image: bool = False) -> Decoded | str:
-    """The decoded image, or the one-line reason it is unusable."""
+async def decode_or_reason(service: InferenceService, upload: Upload, keep_image: bool = False,
+                           frames: int = 16) -> Decoded | ImageResult | str:
+    """The decoded image (a video's whole result), or the one-line reason it is unusable."""
     try:
+        if is_video(upload.data):
+            return ImageResult.from_prediction(await service.classify_video(upload.data, upload.name, frames))
         return await service.decode(upload.data, upload.name, keep_image)
     except ImageLoadError as exc:
         return exc.reason

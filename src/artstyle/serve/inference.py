@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image
 
-from ..infer import Classifier
+from ..infer import Classifier, VideoPrediction
 from ..images import open_image, open_pixels, plain_jpeg_size
 from ..preprocess import to_crop
 
@@ -76,6 +76,13 @@ class InferenceService:
         """Raises ``ImageLoadError`` (with the reason) for anything that is not a usable image."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.decode_pool, self.decode_sync, data, name, keep_image)
+
+    async def classify_video(self, data: bytes, name: str, frames: int) -> VideoPrediction:
+        """A video upload classified whole on a decode thread (its frames in batches of their
+        own); raises ``ImageLoadError`` for a file that is not a readable video."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self.decode_pool, lambda: self.classifier.predict_video(data, name=name, frames=frames, thumbnails=True))
 
     def decode_sync(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
         clf = self.classifier

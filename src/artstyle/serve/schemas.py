@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
-from ..infer import Prediction
+from ..infer import Prediction, VideoPrediction
+
+
+class FrameResult(BaseModel):
+    time_s: float = Field(description="the frame's time in the video, in seconds")
+    label: str
+    confidence: float
+    thumbnail: str = Field(description="the model's view of the frame, a small JPEG data URL")
 
 
 class ImageResult(BaseModel):
@@ -17,12 +24,21 @@ class ImageResult(BaseModel):
     error: str | None = Field(None, description="why this image could not be classified")
     heatmap_png: str | None = Field(
         None, description="with ?explain=true: base64 PNG of the model's view of the image under its Grad-CAM map")
+    frames: int | None = Field(None, description="a video: the frames sampled (probabilities are their mean)")
+    duration_s: float | None = Field(None, description="a video: its length in seconds")
+    shares: dict[str, float] | None = Field(None, description="a video: the fraction of frames each class wins")
+    frame_strip: list[FrameResult] | None = Field(None, description="a video: each sampled frame's answer")
 
     @classmethod
     def from_prediction(cls, pred: Prediction, width: int | None = None, height: int | None = None) -> "ImageResult":
         """The API's names for a ``Prediction``'s fields (source -> name, probs -> probabilities)."""
-        return cls(name=pred.source, label=pred.label, confidence=pred.confidence, probabilities=pred.probs,
-                   width=width, height=height, error=pred.error)
+        result = cls(name=pred.source, label=pred.label, confidence=pred.confidence, probabilities=pred.probs,
+                     width=width, height=height, error=pred.error)
+        if isinstance(pred, VideoPrediction):
+            result.frames, result.duration_s, result.shares = pred.frames, pred.duration_s, pred.shares
+            result.frame_strip = [FrameResult(time_s=f.time_s, label=f.label, confidence=f.confidence,
+                                              thumbnail=f.thumbnail) for f in pred.per_frame]
+        return result
 
 
 class ExplainStatus(BaseModel):

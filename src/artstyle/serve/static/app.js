@@ -1,5 +1,5 @@
-// The artstyle page: pick or drop images, see a card per image with its label and a bar per
-// class. Talks only to this server (/healthz, /v1/predict); nothing is loaded from elsewhere.
+// The artstyle page: pick or drop images or videos, see a card per file with its label and a
+// bar per class (a video: the mean over its sampled frames, and a strip of those frames). Talks only to this server (/healthz, /v1/predict); nothing is loaded from elsewhere.
 "use strict";
 
 const state = { classes: [], limits: { max_images: 32, max_upload_bytes: 10 * 1024 * 1024 }, explain: false };
@@ -24,7 +24,8 @@ async function loadServerInfo() {
     state.explain = health.explain.available;
     $("model-info").textContent = `Model ${health.model}: ${health.classes.join(", ")}`;
     $("limits-hint").textContent =
-      `JPEG, PNG, WebP, GIF, BMP or TIFF; up to ${health.limits.max_images} images and ` +
+      `JPEG, PNG, WebP, GIF, BMP or TIFF, or a video (MP4, WebM, MKV, AVI, MOV); ` +
+      `up to ${health.limits.max_images} files and ` +
       `${formatMB(health.limits.max_upload_bytes)} per upload`;
     const explain = $("explain");
     explain.disabled = !health.explain.available;
@@ -165,7 +166,8 @@ function showResult(card, result, classes) {
   card.dataset.label = result.label;
   card.querySelector(".label-name").textContent = result.label;
   card.querySelector(".confidence").textContent = percent(result.confidence);
-  card.querySelector(".size").textContent = `${result.width} × ${result.height} px`;
+  if (result.frame_strip) showFrames(card, result);
+  else card.querySelector(".size").textContent = `${result.width} × ${result.height} px`;
   const bars = card.querySelector(".bars");
   bars.replaceChildren(...classes.map((name, i) => bar(name, result.probabilities[name], i, name === result.label)));
   if (result.heatmap_png) addHeatmap(card, result);
@@ -195,6 +197,31 @@ function bar(name, probability, index, isTop) {
   value.textContent = percent(probability);
   item.append(label, track, value);
   return item;
+}
+
+// A video: its length, each class's share of the frames, and the frames with their labels.
+function showFrames(card, result) {
+  const shares = Object.entries(result.shares).map(([name, share]) => `${name} ${percent(share)}`).join(", ");
+  card.querySelector(".size").textContent =
+    `Video, ${result.duration_s.toFixed(1)} s: ${result.frames} frames (${shares})`;
+  const frames = result.frame_strip;
+  // The browser cannot show a video in the preview: the middle frame stands in for it.
+  const preview = card.querySelector(".preview-image");
+  preview.src = frames[Math.floor(frames.length / 2)].thumbnail;
+  preview.hidden = false;
+  const strip = card.querySelector(".frame-strip");
+  strip.replaceChildren(...frames.map((frame) => {
+    const item = document.createElement("li");
+    item.dataset.label = frame.label;
+    const img = document.createElement("img");
+    img.src = frame.thumbnail;
+    img.alt = `${frame.label} at ${frame.time_s.toFixed(1)} s`;
+    const caption = document.createElement("span");
+    caption.textContent = `${frame.time_s.toFixed(1)} s · ${frame.label}`;
+    item.append(img, caption);
+    return item;
+  }));
+  strip.hidden = false;
 }
 
 function addHeatmap(card, result) {

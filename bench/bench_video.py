@@ -1,0 +1,173 @@
+"""How fast ``artstyle predict`` classifies a film: a 20-minute 720p H.264 video, with the default
+16 frames and with ``--every 10``.
+
+    python bench/bench_video.py [--data ../shared/data/artstyle-v1] [--video /tmp/film.mp4]
+
+The test video is made once with Debian's ffmpeg (``apt-get install ffmpeg``) into the temp
+folder, never the repository: 24 artstyle-v1 images (8 per class) at 1280x720, 5 s each, looped
+for 20 minutes at 24 fps, with temporal noise so that every frame carries data to decode (a
+still slideshow would decode unrealistically fast), x264 ``ultrafast`` with its default
+keyframe interval (250 frames).
+
+For each sampling, three timings on the same frames (wall seconds, the best of ``--rounds``, 1 by default):
+end to end (``Classifier.predict_video``), decode only (the same reads and crops, no model) and
+model only (the same number of crops through the model, in the same batches). The decode and
+model shares are each one's part of their sum. Beside them, how the reader's two ways of
+reaching a frame compare (``video.SEEK_MIN_GAP`` is set from them): decoding every frame
+(grab) against seeking (``CAP_PROP_POS_FRAMES``, which decodes from the keyframe before).
+Writes bench/results/video.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results" / "video.json"
+DEFAULT_VIDEO = Path(tempfile.gettempdir()) / "artstyle-bench" / "film_720p_20min.mp4"
+DURATION_S, FPS, WIDTH, HEIGHT = 1200, 24, 1280, 720
+SAMPLINGS = {"frames_16": {"frames": 16, "every": None}, "every_10s": {"frames": 16, "every": 10.0}}
+
+
+def machine() -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
+    import onnxruntime
+
+    return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "python": platform.python_version(),
+            "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
+            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
+
+
+def make_video(path: Path, data: Path) -> None:
+    """The 20-minute test film, from real images (see the module docstring)."""
+    if shutil.which("ffmpeg") is None:
+        sys.exit("ffmpeg is needed to make the test video: apt-get install -y ffmpeg")
+    stills = path.parent / "stills"
+    stills.mkdir(parents=True, exist_ok=True)
+    per_class = [sorted((data / c).glob("*.jpg"))[:8] for c in ("anime", "cartoon", "human")]
+    for i, image in enumerate(p for trio in zip(*per_class) for p in trio):  # the classes take turns
+        img = cv2.imread(str(image))
+        scale = max(WIDTH / img.shape[1], HEIGHT / img.shape[0])
+        img = cv2.resize(img, (round(img.shape[1] * scale) + 1, round(img.shape[0] * scale) + 1))
+        top, left = (img.shape[0] - HEIGHT) // 2, (img.shape[1] - WIDTH) // 2
+        cv2.imwrite(str(stills / f"{i:03d}.jpg"), img[top:top + HEIGHT, left:left + WIDTH])
+    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-stream_loop", "-1", "-framerate", "0.2",
+                    "-i", str(stills / "%03d.jpg"), "-t", str(DURATION_S),
+                    "-vf", f"fps={FPS},noise=alls=6:allf=t,format=yuv420p", "-c:v", "libx264", "-preset", "ultrafast",
+                    str(path)], check=True)
+
+
+def best_of(rounds: int, run) -> tuple[float, object]:
+    best, result = float("inf"), None
+    for _ in range(rounds):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return best, result
+
+
+def decode_only(clf, path: Path, frames: int, every: float | None) -> list[np.ndarray]:
+    """What predict_video does before the model: the same plan, reads and crops."""
+    from artstyle.infer.video import frame_plan, open_frames
+    from artstyle.preprocess import to_crop
+
+    with open_frames(path, str(path)) as reader:
+        plan = frame_plan(reader.frame_count, reader.fps, frames, every)
+        return [clf.model_input(to_crop(rgb, clf.image_size, clf.crop_pct, name=str(path)))
+                for _, rgb in reader.read(plan)]
+
+
+def model_only(clf, crops: list[np.ndarray]) -> None:
+    for start in range(0, len(crops), clf.batch_size):
+        clf.run(np.stack(crops[start:start + clf.batch_size]))
+
+
+def read_strategies(path: Path) -> dict:
+    """Milliseconds per frame reached by grabbing every frame and by seeking, far apart and
+    10 s apart (what --every 10 asks), on this video."""
+    capture = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    start = time.perf_counter()
+    for _ in range(480):
+        capture.grab()
+    grab_ms = (time.perf_counter() - start) / 480 * 1000
+    far = np.linspace(1000, DURATION_S * FPS - 1000, 8).astype(int)
+    start = time.perf_counter()
+    for index in far:
+        capture.set(cv2.CAP_PROP_POS_FRAMES, int(index))
+        capture.read()
+    seek_far_ms = (time.perf_counter() - start) / len(far) * 1000
+    step = 10 * FPS
+    start = time.perf_counter()
+    for index in range(5000, 5000 + 8 * step, step):
+        capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+        capture.read()
+    seek_10s_ms = (time.perf_counter() - start) / 8 * 1000
+    start = time.perf_counter()
+    for _ in range(8):
+        for _ in range(step - 1):
+            capture.grab()
+        capture.read()
+    grab_10s_ms = (time.perf_counter() - start) / 8 * 1000
+    capture.release()
+    return {"grab_ms_per_frame": round(grab_ms, 2), "seek_far_ms_per_frame": round(seek_far_ms, 1),
+            "seek_costs_grabs": round(seek_far_ms / grab_ms),
+            "frames_10s_apart_ms_per_sample": {"grab": round(grab_10s_ms, 1), "seek": round(seek_10s_ms, 1)}}
+
+
+def bench_sampling(clf, path: Path, frames: int, every: float | None, rounds: int) -> dict:
+    end_to_end, pred = best_of(rounds, lambda: clf.predict_video(path, frames=frames, every=every))
+    decode_s, crops = best_of(rounds, lambda: decode_only(clf, path, frames, every))
+    model_s, _ = best_of(rounds, lambda: model_only(clf, crops))
+    return {
+        "frames_used": pred.frames, "label": pred.label, "shares": pred.shares,
+        "end_to_end_s": round(end_to_end, 3),
+        "video_seconds_per_wall_second": round(pred.duration_s / end_to_end, 1),
+        "frames_per_s": round(pred.frames / end_to_end, 2),
+        "decode_only_s": round(decode_s, 3), "model_only_s": round(model_s, 3),
+        "decode_share": round(decode_s / (decode_s + model_s), 3),
+        "model_share": round(model_s / (decode_s + model_s), 3),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "artstyle-v1")
+    parser.add_argument("--video", type=Path, default=DEFAULT_VIDEO)
+    parser.add_argument("--rounds", type=int, default=1, help="timings per measurement, the best kept")
+    args = parser.parse_args()
+    sys.path.insert(0, str(REPO / "src"))
+    import artstyle
+
+    if not args.video.is_file():
+        make_video(args.video, args.data)
+    clf = artstyle.load()
+    results = {
+        "command": "python bench/bench_video.py " + " ".join(sys.argv[1:]),
+        "machine": machine(), "model": clf.path.name,
+        "video": {"duration_s": DURATION_S, "size": f"{WIDTH}x{HEIGHT}", "fps": FPS, "codec": "H.264 (x264 ultrafast)",
+                  "bytes": args.video.stat().st_size},
+        "read_strategies": read_strategies(args.video),
+        "samplings": {name: bench_sampling(clf, args.video, rounds=args.rounds, **options)
+                      for name, options in SAMPLINGS.items()},
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+    }
+    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()
