@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import shutil
 import subprocess
@@ -37,19 +35,11 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "bench" / "results" / "video.json"
+
+from _provenance import write_results  # noqa: E402  (bench/ is on the path of a script run from it)
 DEFAULT_VIDEO = Path(tempfile.gettempdir()) / "artstyle-bench" / "film_720p_20min.mp4"
 DURATION_S, FPS, WIDTH, HEIGHT = 1200, 24, 1280, 720
 SAMPLINGS = {"frames_16": {"frames": 16, "every": None}, "every_10s": {"frames": 16, "every": 10.0}}
-
-
-def machine() -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else platform.processor()
-    import onnxruntime
-
-    return {"nproc": len(os.sched_getaffinity(0)), "cpu": cpu, "python": platform.python_version(),
-            "onnxruntime": onnxruntime.__version__, "opencv": cv2.__version__,
-            "load_average_at_start": [round(v, 2) for v in os.getloadavg()]}
 
 
 def make_video(path: Path, data: Path) -> None:
@@ -156,8 +146,7 @@ def main() -> None:
         make_video(args.video, args.data)
     clf = artstyle.load()
     results = {
-        "command": "python bench/bench_video.py " + " ".join(sys.argv[1:]),
-        "machine": machine(), "model": clf.path.name,
+        "model": clf.path.name, "opencv": cv2.__version__,
         "video": {"duration_s": DURATION_S, "size": f"{WIDTH}x{HEIGHT}", "fps": FPS, "codec": "H.264 (x264 ultrafast)",
                   "bytes": args.video.stat().st_size},
         "read_strategies": read_strategies(args.video),
@@ -165,7 +154,7 @@ def main() -> None:
                       for name, options in SAMPLINGS.items()},
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
     }
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    write_results(RESULTS, results)
     print(json.dumps(results, indent=2))
 
 

@@ -54,6 +54,9 @@ COMMANDS = {
                                    "--second runs/lite2/crossval",
     "crossval_correlations.json": "python bench/bench_correlations.py --crossval runs/default/crossval",
     "crossval_partial_finetune.json": "python bench/bench_partial_finetune.py --crossval runs/default/crossval",
+    "int8_weights.json": "python bench/bench_int8_weights.py --before OLD.int8.onnx",
+    "sort.json": "python bench/bench_sort.py --images 300 --rounds 3",
+    "video.json": "python bench/bench_video.py",
 }
 
 
@@ -268,6 +271,22 @@ def render_int8_rule(ctx: Context) -> str:
     ]
     return (table([f"rule, on the held-out slice ({count(q.get('holdout_images'))} images)", "shipped int8 model", "rule"],
                   rows, "lrl") + "\n\n" + card_note(ctx, "default.int8.json"))
+
+
+@needs("int8_weights.json")
+def render_int8_weights(ctx: Context) -> str:
+    data = ctx.results["int8_weights.json"]
+    names = {"int8_8bit": "int8, 8-bit weights (before)", "int8_7bit": "int8, 7-bit weights where summed in pairs"}
+    ips, ratio = data.get("images_per_s", {}), data.get("int8_over_fp32", {})
+    rows = [["fp32", "", ips.get("fp32", ""), "1.00", "", ""]]
+    for key, label in names.items():
+        p, low_high = data.get("parity", {}).get(key, {}), data.get("weight_range", {}).get(key, ["", ""])
+        rows.append([label, f"[{low_high[0]}, {low_high[1]}]", ips.get(key, ""), f"{ratio.get(key, 0):.2f}",
+                     pct(p.get("top1_agreement")), f"{f4(p.get('accuracy_fp32'))} -> {f4(p.get('accuracy_int8'))}"])
+    header = ["model", "int8 weight range", "model-only images/s", "/ fp32", "top-1 agreement with fp32",
+              "accuracy fp32 -> int8"]
+    return (f"Batch {data.get('batch')}, {data.get('threads')} threads, {data.get('rounds')} interleaved rounds; "
+            f"{data.get('holdout', '')}.\n\n" + table(header, rows, "llrrrl") + "\n\n" + source_note(ctx, "int8_weights.json"))
 
 
 # --- recipes and cross-validation ------------------------------------------------------------------
@@ -523,7 +542,35 @@ def render_train(ctx: Context) -> str:
     return table(["measurement", "value"], rows) + "\n\n" + source_note(ctx, "train.json")
 
 
+@needs("sort.json")
+def render_sort(ctx: Context) -> str:
+    data = ctx.results["sort.json"]
+    results, ratios = data.get("results", {}), data.get("over_predict_same_round", {})
+    rows = [[f"`artstyle {name.replace('_', ' ').replace('sort ', 'sort --').replace('--dry run', '--dry-run')}`",
+             r.get("median_s"), r.get("images_per_s"), f"{ratios.get(name, 1.0):.3f}"] for name, r in results.items()]
+    return (f"{data.get('images')} images, {data.get('rounds')} rounds, the order rotated each round.\n\n"
+            + table(["command", "median seconds", "images/s", "time / predict's, same round"], rows)
+            + "\n\n" + source_note(ctx, "sort.json"))
+
+
+@needs("video.json")
+def render_video(ctx: Context) -> str:
+    data = ctx.results["video.json"]
+    video, reads = data.get("video", {}), data.get("read_strategies", {})
+    rows = [[name.replace("_", " "), r.get("frames_used"), r.get("end_to_end_s"), r.get("video_seconds_per_wall_second"),
+             r.get("frames_per_s"), pct(r.get("decode_share"), 0), pct(r.get("model_share"), 0)]
+            for name, r in data.get("samplings", {}).items()]
+    header = ["sampling", "frames", "seconds", "video-seconds per second", "frames/s", "decode share", "model share"]
+    return (f"A {video.get('duration_s', 0) // 60}-minute {video.get('size')} {video.get('codec')} video at "
+            f"{video.get('fps')} fps. Reading on: {reads.get('grab_ms_per_frame')} ms per frame grabbed, "
+            f"{reads.get('seek_far_ms_per_frame')} ms per seek.\n\n" + table(header, rows)
+            + "\n\n" + source_note(ctx, "video.json"))
+
+
 RENDERERS = {
+    "int8-weights": render_int8_weights,
+    "sort": render_sort,
+    "video": render_video,
     "default-model": render_default_model,
     "model-card": render_model_card,
     "model-groups": render_model_groups,

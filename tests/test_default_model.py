@@ -130,16 +130,22 @@ def test_auto_precision_takes_8_bit_weights_only_where_they_were_measured():
 
 
 def test_int8_weights_cannot_saturate_without_vnni():
-    """Every int8 weight of the shipped model lies in the 7-bit range [-64, 64]. Without VNNI,
-    x86 kernels sum pairs of u8 x s8 products in 16 bits: 255 * 64 * 2 = 32,640 fits in 32,767,
-    so no sum can saturate and every x86-64 CPU gets the same answers."""
+    """Every int8 weight that ONNX Runtime multiplies in a GEMM lies in the 7-bit range [-64, 64].
+    Without VNNI, x86 GEMM kernels sum pairs of u8 x s8 products in 16 bits: 255 * 64 * 2 = 32,640
+    fits in 32,767, so no sum can saturate and every x86-64 CPU gets the same answers. Depthwise
+    convolutions keep 8 bits: their kernel widens to 16 bits and sums in 32."""
     onnx = pytest.importorskip("onnx", reason="reading the graph's initializers needs onnx (artstyle[train])")
     from onnx import numpy_helper
 
-    graph = onnx.load(int8_path(DEFAULT_MODEL)).graph
-    weights = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
-    quantised = [numpy_helper.to_array(weights[n.input[0]]) for n in graph.node
-                 if n.op_type == "DequantizeLinear" and n.input[0] in weights]
-    assert len(quantised) >= 40  # every convolution of the trunk but the stem
-    assert min(int(w.min()) for w in quantised) >= -64 and max(int(w.max()) for w in quantised) <= 64
-    assert json.loads(int8_path(DEFAULT_MODEL).with_suffix(".json").read_text())["quantization"]["reduce_range"]
+    from artstyle.engine.quantize import depthwise_weights
+
+    path = int8_path(DEFAULT_MODEL)
+    graph = onnx.load(path).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    quantised = {n.input[0] for n in graph.node if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    depthwise = {f"{w}_quantized" for w in depthwise_weights(DEFAULT_MODEL)}
+    assert len(quantised) >= 40 and depthwise < quantised  # every convolution of the trunk but the stem
+    gemm = [weights[w] for w in quantised - depthwise]
+    assert min(int(w.min()) for w in gemm) >= -64 and max(int(w.max()) for w in gemm) <= 64
+    assert max(int(np.abs(weights[w]).max()) for w in depthwise) > 64
+    assert json.loads(path.with_suffix(".json").read_text())["quantization"]["reduce_range"]

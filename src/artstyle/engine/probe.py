@@ -178,6 +178,14 @@ def fit_head(x: np.ndarray, y: np.ndarray, c: float, weights: np.ndarray | None 
     return pipeline.fit(x, y, logisticregression__sample_weight=weights)
 
 
+def fit_soft_head(x: np.ndarray, soft_targets: np.ndarray, c: float, weights: np.ndarray | None = None):
+    """``fit_head`` on soft targets (another model's probabilities): each row once per class,
+    weighted by that class's probability, is the cross-entropy against the distribution."""
+    n, k = soft_targets.shape
+    row_weights = soft_targets.ravel() * (1.0 if weights is None else np.repeat(weights, k))
+    return fit_head(np.repeat(x, k, axis=0), np.tile(np.arange(k), n), c, row_weights)
+
+
 def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classes: list[str]):
     """Fit for each C (only ``cfg.probe_c`` when set) and keep the best on validation accuracy,
     then log-loss. Returns (pipeline, its row, every row)."""

@@ -43,6 +43,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -245,6 +246,18 @@ def fp32_nodes(model_path: Path, *, stem: bool = True, head: bool = True) -> lis
     return names
 
 
+def depthwise_weights(model_path: Path) -> list[str]:
+    """The weights of the depthwise convolutions: one input and one output channel per group,
+    the only convolutions ONNX Runtime runs with its depthwise kernel rather than a GEMM."""
+    import onnx
+
+    graph = onnx.load(str(model_path)).graph
+    shapes = {init.name: tuple(init.dims) for init in graph.initializer}
+    return [node.input[1] for node in graph.node if node.op_type == "Conv"
+            and shapes.get(node.input[1], (0, 0))[1:2] == (1,)
+            and shapes[node.input[1]][0] == next((a.i for a in node.attribute if a.name == "group"), 1)]
+
+
 def upstream_of(graph, node) -> list[str]:
     """Names of the nodes whose outputs reach ``node``, in graph order."""
     producers = {tensor: n for n in graph.node for tensor in n.output}
@@ -264,13 +277,17 @@ class QuantSettings:
     keep_stem: bool = True
     keep_head: bool = True
     percentile: float = 99.999
-    # 7-bit weights: without VNNI, x86 int8 kernels add pairs of u8 x s8 products in 16-bit
-    # registers (pmaddubsw), which saturate unless |weight| <= 64 (255 * 64 * 2 < 2**15). With
-    # them, every x86-64 CPU computes the same answers; with 8-bit weights, only VNNI ones did.
+    # 7-bit weights where they meet a matrix product: without VNNI, x86 int8 GEMM kernels add
+    # pairs of u8 x s8 products in 16-bit registers (pmaddubsw), which saturate unless
+    # |weight| <= 64 (255 * 64 * 2 < 2**15). With them, every x86-64 CPU computes the same
+    # answers; with 8-bit weights, only VNNI ones did. Depthwise convolutions keep 8-bit weights:
+    # their kernels widen both operands to 16 bits and sum in 32 (MlasConvDepthwise), which
+    # cannot saturate, and 7 bits there cost accuracy for nothing.
     reduce_range: bool = True
 
     def describe(self) -> dict:
-        weights = "int8 in the 7-bit range [-64, 64], per channel" if self.reduce_range else "int8, per channel"
+        weights = ("int8 per channel: 7-bit [-64, 64] in matrix-product convolutions, 8-bit in depthwise ones"
+                   if self.reduce_range else "int8, per channel")
         return {"format": "QDQ", "weights": weights, "reduce_range": self.reduce_range,
                 "activations": "uint8, per tensor",
                 "calibration_method": self.method, "keep_fp32": [n for n, on in
@@ -291,6 +308,7 @@ def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: 
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
         keep = fp32_nodes(prepared, stem=settings.keep_stem, head=settings.keep_head)
+        eight_bit = depthwise_weights(prepared) if settings.reduce_range else []
         quantize_static(
             str(prepared), str(output), calibration_reader(input_name, calib),
             quant_format=QuantFormat.QDQ, per_channel=True, reduce_range=settings.reduce_range,
@@ -298,7 +316,8 @@ def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: 
             calibrate_method=method, nodes_to_exclude=keep, op_types_to_quantize=list(TRUNK_OPS),
             extra_options={"CalibPercentile": settings.percentile,
                            # Histograms of every activation otherwise stay in memory at once.
-                           "CalibMaxIntermediateOutputs": 8},
+                           "CalibMaxIntermediateOutputs": 8,
+                           "TensorQuantOverrides": {w: [{"reduce_range": False, "axis": 0}] for w in eight_bit}},
         )
     return keep
 
@@ -329,27 +348,41 @@ def feature_session(model_path: Path, classifier: str = "model.classifier"):
     return create_session(model.SerializeToString(), model_path, None)
 
 
-def trunk_features(session, frame, spec, augment, workers: int) -> np.ndarray:
-    """The head's input for every row of ``frame`` (augmented views included, exactly as the
-    probe computed them for fp32), from the quantised graph. An image that can no longer be read
-    (moved since training, say) raises ``ArtstyleError`` in one line."""
+def view_batches(session, frame, spec, augment, workers: int) -> Iterator[np.ndarray]:
+    """The graph's input for every row of ``frame``, a batch at a time: the augmented views
+    exactly as the probe computed them for fp32. An image that can no longer be read (moved since
+    training, say) raises ``ArtstyleError`` in one line."""
     from .data import build_loader, default_workers
     from .probe import ViewDataset
 
     loader = build_loader(ViewDataset(frame, spec, augment), batch_size=CALIBRATION_BATCH * 2, train=False,
                           workers=default_workers(workers, "cpu"), seed=0)
-    name, pixels = session.get_inputs()[0].name, takes_pixels(session)
-
-    def graph_input(images) -> np.ndarray:
-        # The loader yields what PyTorch reads; a pixel-input graph gets the same pixels back.
-        return pixels_from_normalized(images.numpy(), spec.mean, spec.std) if pixels else images.numpy()
-
+    pixels = takes_pixels(session)
     try:
-        return np.concatenate([session.run(None, {name: graph_input(images)})[1] for images, _ in loader])
+        for images, _ in loader:
+            # The loader yields what PyTorch reads; a pixel-input graph gets the same pixels back.
+            yield pixels_from_normalized(images.numpy(), spec.mean, spec.std) if pixels else images.numpy()
     except (ImageLoadError, RuntimeError) as exc:  # a loader worker re-raises a file's error as RuntimeError
         reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
         raise ArtstyleError(f"cannot read the run's training images for the int8 head refit ({reason}); "
                             f"restore them or export with --no-head-refit") from None
+
+
+def trunk_features(session, frame, spec, augment, workers: int) -> np.ndarray:
+    """The head's input for every row of ``frame`` (augmented views included), from a
+    ``feature_session`` of the quantised graph."""
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: x})[1] for x in view_batches(session, frame, spec, augment, workers)])
+
+
+def features_and_teacher(session, teacher, frame, spec, augment, workers: int) -> tuple[np.ndarray, np.ndarray]:
+    """``trunk_features`` and, for the very same views, the probabilities of ``teacher`` (the
+    fp32 model's session)."""
+    name, features, probabilities = session.get_inputs()[0].name, [], []
+    for x in view_batches(session, frame, spec, augment, workers):
+        features.append(session.run(None, {name: x})[1])
+        probabilities.append(teacher.run(None, {name: x})[0])
+    return np.concatenate(features), np.concatenate(probabilities)
 
 
 def probe_config(meta: dict, source: str = ""):
@@ -393,14 +426,17 @@ def write_head_into_graph(int8_model: Path, model, names: set[str]) -> None:
     onnx.save(graph, str(int8_model))
 
 
-def refit_head(int8_model: Path, weights: Path, split_dir: Path | None) -> dict | None:
+def refit_head(int8_model: Path, fp32_model: Path, weights: Path, split_dir: Path | None,
+               temperature: float) -> dict | None:
     """Refit a probe run's linear head on the int8 trunk's own features of the run's training
-    split (and its augmented views), as the run fitted it on fp32 ones, and write it into the
-    int8 graph. Returns what the card records; None (nothing changed) for a fine-tuned run or
-    a run that kept no split."""
+    split (and its augmented views) so that it gives the fp32 model's answers, and write it into
+    the int8 graph. The targets are the fp32 model's probabilities for the same views (before
+    its ``temperature``, which the graph applies after the head); the run's C and source
+    balancing are kept. Returns what the card records; None (nothing changed) for a fine-tuned
+    run or a run that kept no split."""
     from .checkpoint import load_model
     from .data import read_split_dir
-    from .probe import fit_probe_head, probe_parts, write_head
+    from .probe import fit_soft_head, probe_parts, sample_weights, write_head
     from .transforms import create_view_augmentation
 
     model, spec, meta = load_model(weights)
@@ -413,18 +449,32 @@ def refit_head(int8_model: Path, weights: Path, split_dir: Path | None) -> dict 
         return None
     tick = time.perf_counter()
     classifier, names = head_parameter_names(model)
-    frames = read_split_dir(split_dir)
-    parts = probe_parts(frames, cfg)
+    parts = probe_parts(read_split_dir(split_dir), cfg)
     session, augment = feature_session(int8_model, classifier), create_view_augmentation(cfg)
-    features = {name: trunk_features(session, frame, spec, augment, cfg.workers) for name, frame in parts.items()}
-    head, best, _, _ = fit_probe_head(features, parts, cfg, spec.classes)
+    teacher = create_session(read_model_bytes(fp32_model), fp32_model, None)
+    features, targets = {}, {}
+    for name, frame in parts.items():
+        features[name], fp32_probs = features_and_teacher(session, teacher, frame, spec, augment, cfg.workers)
+        targets[name] = untempered(fp32_probs, temperature)
+    c = meta["metrics"]["C"]
+    head = fit_soft_head(features["train"], targets["train"], c, sample_weights(parts["train"], cfg.balance))
     write_head(model, head)
     write_head_into_graph(int8_model, model, names)
     log.info(f"head refitted on the int8 trunk's features in {time.perf_counter() - tick:.0f}s")
-    return {"refit_on_int8_features": True, "train_rows": int(len(parts["train"])),
-            "rows_per_image": cfg.probe_views + 1, "C": best["C"], "balance": cfg.balance,
-            "val_acc": round(float(best["val_acc"]), 4), "val_loss": round(float(best["val_loss"]), 4),
+    val = head.predict_proba(features["val"])
+    truth = parts["val"]["label"].map({c: i for i, c in enumerate(spec.classes)}).to_numpy()
+    return {"refit_on_int8_features": True, "target": "the fp32 model's probabilities",
+            "train_rows": int(len(parts["train"])), "rows_per_image": cfg.probe_views + 1, "C": c,
+            "balance": cfg.balance, "val_acc": round(float((val.argmax(1) == truth).mean()), 4),
+            "val_agreement": round(float((val.argmax(1) == targets["val"].argmax(1)).mean()), 4),
             "split": str(split_dir)}
+
+
+def untempered(probabilities: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(z / T) -> softmax(z): the distribution of the head's own logits z."""
+    from scipy.special import softmax
+
+    return softmax(temperature * np.log(np.clip(probabilities, 1e-30, None)), axis=1)
 
 
 def agreement(fp32: np.ndarray, int8: np.ndarray, labels: list[str | None], classes: list[str]) -> dict:
@@ -481,7 +531,7 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
         tmp_int8 = Path(tmp) / output.name
         kept = quantize_file(fp32_path, tmp_int8, calib, input_name, settings)
         log.info(f"quantised in {time.perf_counter() - tick:.1f}s")
-        head = refit_head(tmp_int8, weights, run_split_dir(weights)) if refit else None
+        head = refit_head(tmp_int8, fp32_path, weights, run_split_dir(weights), card.get("temperature", 1.0)) if refit else None
         parity = agreement(run_model(fp32_path, held, input_name), run_model(tmp_int8, held, input_name),
                            held_set.labels, card["classes"])
         if parity["top1_agreement"] < min_agreement:
@@ -500,7 +550,7 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
             "head": head or {"refit_on_int8_features": False},
         }
         if head:
-            int8_card["metrics"] = {k: head[k] for k in ("C", "val_acc", "val_loss")}  # the refitted head's
+            int8_card["metrics"] = {k: head[k] for k in ("C", "val_acc", "val_agreement")}  # the refitted head's
         if "accuracy_int8" in parity and "test split" in held_set.source:
             # The int8 model's own figure on the run's test split (the fp32 card's is fp32's).
             int8_card["test_metrics"] = {"n": parity["labelled_images"], "accuracy": parity["accuracy_int8"],
