@@ -1,6 +1,19 @@
-"""The PyTorch side of artstyle: training, evaluation, comparison (needs ``artstyle[train]``)."""
+"""The PyTorch side of artstyle: training, evaluation, comparison (needs ``artstyle[train]``).
 
-from .evaluate import evaluate
-from .trainer import TrainResult, train
+The names below load their modules on first use (PEP 562), so that importing one light module
+of the engine (``artstyle.engine.calibration``: numpy and scipy) does not import torch."""
 
-__all__ = ["TrainResult", "evaluate", "train"]
+import importlib
+
+_EXPORTS = {"TrainResult": "trainer", "train": "trainer", "evaluate": "evaluate"}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
