@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 from corpus import expected_invalid, make_bad_corpus
-from test_data import make_dataset, write_image
+from test_data import make_dataset, write_image  # skips this module too without the data extra
 
 from artstyle.cli import main
 
