@@ -124,9 +124,9 @@ def test_the_engine_holds_export_and_grad_cam():
     assert "artstyle.engine.gradcam" in graph["artstyle.commands.explain"]
 
 
-def modules_loaded_by(statement: str) -> set[str]:
-    """The top-level names in sys.modules after ``statement`` in a fresh interpreter."""
-    code = f"import json, sys; {statement}; print(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+def modules_loaded_by(statements: str) -> set[str]:
+    """The top-level names in sys.modules after ``statements`` in a fresh interpreter."""
+    code = f"import json, sys\n{statements}\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                           env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
     assert done.returncode == 0, done.stderr
@@ -156,4 +156,8 @@ def test_the_lazy_packages_keep_their_public_names():
             package.no_such_name  # noqa: B018
     assert artstyle.data.scan.__module__ == "artstyle.data.scanner"
     assert artstyle.data.SPLITS == ("train", "val", "test")
-    assert modules_loaded_by("from artstyle.engine import train, evaluate, TrainResult") >= {"torch"}
+    # The function, not the module of the same name, even after something imported that module.
+    code = ("import types, artstyle.engine.trainer\nfrom artstyle.engine import evaluate, train\n"
+            "assert callable(evaluate) and not isinstance(evaluate, types.ModuleType), evaluate\n"
+            "assert evaluate.__module__ == 'artstyle.engine.evaluate' and train.__module__ == 'artstyle.engine.trainer'")
+    assert modules_loaded_by(code) >= {"torch"}

@@ -4,6 +4,8 @@ The names below load their modules on first use (PEP 562), so that importing one
 of the engine (``artstyle.engine.calibration``: numpy and scipy) does not import torch."""
 
 import importlib
+import sys
+import types
 
 _EXPORTS = {"TrainResult": "trainer", "train": "trainer", "evaluate": "evaluate"}
 __all__ = sorted(_EXPORTS)
@@ -17,3 +19,17 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__))
+
+
+class _Package(types.ModuleType):
+    """Importing a submodule records it on its package (``engine.evaluate = <module>``), which
+    would hide the function of the same name from ``__getattr__`` once anything (the trainer)
+    has imported that module: the public name stays the function, as it was before."""
+
+    def __setattr__(self, name, value):
+        if name in _EXPORTS and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
