@@ -6,7 +6,7 @@ import contextlib
 import json
 import os
 import tempfile
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -71,8 +71,9 @@ class ServeSettings:
             return cls()
         fields = json.loads(raw)
         key_file = fields.pop(KEY_FILE, None)
-        settings = cls(**fields)
-        return replace(settings, api_key=Path(key_file).read_text(encoding="utf-8")) if key_file else settings
+        if key_file:
+            fields["api_key"] = Path(key_file).read_text(encoding="utf-8")
+        return cls(**fields)
 
 
 def write_private(path: Path, text: str) -> str:
