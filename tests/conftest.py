@@ -45,6 +45,16 @@ def bad_corpus(tmp_path) -> dict[str, Path]:
 @pytest.fixture(scope="session")
 def exported(tmp_path_factory):
     """A real Lite0 (packaged ImageNet weights, untrained head) exported to ONNX, once per session."""
+    for extra in ("torch", "timm"):
+        pytest.importorskip(extra, reason="exporting a model needs the train extra: pip install 'artstyle[train]'")
     from predict_support import exported_model
 
     return exported_model(tmp_path_factory)
+
+
+@pytest.fixture(scope="session")
+def shipped(tmp_path_factory):
+    """The shipped fp32 model as model.onnx (card and weights beside it): no torch needed."""
+    from predict_support import shipped_model
+
+    return shipped_model(tmp_path_factory)

@@ -1,13 +1,19 @@
-"""One small exported model per test session, shared by test_export, test_predict and
-test_predict_cli: real EfficientNet-Lite0 ImageNet weights, a random 3-class head, 64 px input
-(fast on 2 CPUs), exported once with the real exporter and parity check.
+"""The models the tests run, once per session each:
 
-The ``exported`` fixture in conftest.py wraps ``exported_model``; the module-level cache
-makes the export happen once whichever module asks first.
+- ``exported_model``: one small model exported with the real exporter and parity check (real
+  EfficientNet-Lite0 ImageNet weights, a random 3-class head, 64 px input, fast on 2 CPUs),
+  for the tests of the export and the training side (needs torch);
+- ``shipped_model``: the shipped fp32 model (assets/default.onnx, its card and PyTorch weights)
+  under the name model.onnx, for the predictor and server tests, which then run on an install
+  without torch (``artstyle[serve]``).
+
+The ``exported`` and ``shipped`` fixtures in conftest.py wrap them; the module-level cache
+makes each happen once whichever module asks first.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +29,12 @@ SHARED_DATA = Path(__file__).parents[1].parent / "shared" / "data" / "artstyle-v
 _cache: dict[str, "ExportedModel"] = {}
 
 
+ASSETS = Path(__file__).parents[1] / "src" / "artstyle" / "assets"
+
+
 @dataclass
 class ExportedModel:
-    run: Path  # run directory with weights/best.safetensors + .json
+    run: Path | None  # run directory with weights/best.safetensors + .json (None: the shipped model)
     onnx: Path  # model.onnx + model.json (card) + model.safetensors
     card: dict
     images: list[Path]  # real-looking images the model was parity-checked on
@@ -75,6 +84,18 @@ def exported_model(tmp_path_factory) -> ExportedModel:
         card = export_onnx(root / "run", root / "model" / "model.onnx", parity_images=images, with_weights=True)
         _cache["model"] = ExportedModel(root / "run", root / "model" / "model.onnx", card, images)
     return _cache["model"]
+
+
+def shipped_model(tmp_path_factory) -> ExportedModel:
+    if "shipped" not in _cache:
+        root = tmp_path_factory.mktemp("shipped")
+        (root / "model").mkdir()
+        for suffix in (".onnx", ".json", ".safetensors"):  # the weights: Grad-CAM, where torch is installed
+            shutil.copyfile(ASSETS / f"default{suffix}", root / "model" / f"model{suffix}")
+        onnx = root / "model" / "model.onnx"
+        card = json.loads(onnx.with_suffix(".json").read_text(encoding="utf-8"))
+        _cache["shipped"] = ExportedModel(None, onnx, card, make_images(root / "images") + real_images())
+    return _cache["shipped"]
 
 
 def copy_model(model: ExportedModel, directory: Path) -> Path:

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from corpus import expected_invalid, make_bad_corpus
-from test_data import make_dataset, write_image
+from PIL import Image
+from test_data import make_dataset, pd, write_image  # skips this module too without the data extra
 
 from artstyle.cli import main
 
@@ -70,10 +73,45 @@ def test_full_pipeline_in_process(shared_subset, tmp_path, capsys):
 
     assert main(["data", "show", str(manifest), "-o", str(tmp_path / "samples.png"), "-n", "3"]) == 0
     assert "9 images from 3 classes" in capsys.readouterr().out
+    assert_sample_grid(tmp_path / "samples.png", per_class=3, classes=3)
 
     assert main(["data", "audit", str(manifest), "-o", str(tmp_path / "audit")]) == 0
     out = capsys.readouterr().out
-    assert "majority baseline" in out and (tmp_path / "audit" / "audit.md").is_file()
+    assert "majority baseline" in out
+    assert_audit_report(tmp_path / "audit", {"anime": 20, "cartoon": 20, "human": 20})
+
+
+def assert_sample_grid(path: Path, per_class: int, classes: int) -> None:
+    """A PNG of the grid's size (matplotlib's figure inches x 100 dpi) with pictures in it, not blank."""
+    with Image.open(path) as grid:
+        assert grid.format == "PNG"
+        assert grid.size == (round(100 * (1.9 * per_class + 1.2)), round(100 * 2.15 * classes))
+        pixels = np.asarray(grid.convert("RGB"), dtype=np.float32)
+    assert path.stat().st_size > 50_000  # nine photos and drawings, not a few labels on white
+    assert pixels.std() > 30 and len(np.unique(pixels.reshape(-1, 3)[::7], axis=0)) > 5000
+
+
+def assert_audit_report(folder: Path, classes: dict[str, int]) -> None:
+    """Every file the audit promises, each with what it should hold for this dataset."""
+    summary = json.loads((folder / "audit.json").read_text())
+    total = sum(classes.values())
+    assert summary["files"] == summary["valid"] == total and summary["invalid"] == 0
+    assert summary["classes"] == classes and summary["invalid_files"] == []
+    assert set(summary["duplicate_pairs"]) == {f"{k} {s}" for k in ("exact", "near")
+                                               for s in ("within class", "across classes")}
+    report = (folder / "audit.md").read_text()
+    for chart in ("class_balance.png", "image_sizes.png"):
+        assert f"]({chart})" in report
+        with Image.open(folder / chart) as image:
+            assert image.format == "PNG" and min(image.size) >= 200
+    # Enough images for the shortcut check: its chart, and the majority baseline of these classes.
+    assert "](shortcut.png)" in report and (folder / "shortcut.png").is_file()
+    assert summary["shortcut"]["majority_baseline"] == pytest.approx(max(classes.values()) / total, abs=0.01)
+    duplicates = pd.read_csv(folder / "duplicates.csv")
+    assert len(duplicates) == sum(summary["duplicate_pairs"].values())
+    assert {"kind", "scope"} <= set(duplicates.columns)
+    tiny = pd.read_csv(folder / "tiny.csv")
+    assert list(tiny.columns) == ["path", "label", "width", "height"] and len(tiny) == summary["tiny_images"]
 
 
 def _one_line_error(capsys) -> str:

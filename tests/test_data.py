@@ -9,14 +9,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 from corpus import expected_invalid, make_bad_corpus
 from PIL import Image
 
-from artstyle import data
-from artstyle.data import scanner as scan_module
-from artstyle.errors import ArtstyleError
+pd = pytest.importorskip("pandas", reason="needs the data extra: pip install 'artstyle[data]'")
+for _extra in ("imagehash", "scipy", "sklearn", "matplotlib"):
+    pytest.importorskip(_extra, reason="needs the data extra: pip install 'artstyle[data]'")
+
+from artstyle import data  # noqa: E402
+from artstyle.data import scanner as scan_module  # noqa: E402
+from artstyle.errors import ArtstyleError  # noqa: E402
 
 COLUMNS = [
     "path",

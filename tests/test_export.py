@@ -10,17 +10,20 @@ import shutil
 import numpy as np
 import onnxruntime as ort
 import pytest
-import torch
 
-from artstyle import __version__
-from artstyle.cli import main
-from artstyle.engine.checkpoint import load_model, save_model
-from artstyle.errors import ArtstyleError
-from artstyle.engine import export as export_module
-from artstyle.engine.export import check_parity, export_onnx
-from artstyle.images import open_image
-from artstyle.preprocess import crop_pixels, normalize, pixels_from_normalized
-from predict_support import CLASSES, IMAGE_SIZE
+torch = pytest.importorskip("torch", reason="needs the train extra: pip install 'artstyle[train]'")
+for _extra in ("timm", "onnx", "safetensors"):
+    pytest.importorskip(_extra, reason="needs the train extra: pip install 'artstyle[train]'")
+
+from artstyle import __version__  # noqa: E402
+from artstyle.cli import main  # noqa: E402
+from artstyle.engine import export as export_module  # noqa: E402
+from artstyle.engine.checkpoint import load_model, save_model  # noqa: E402
+from artstyle.engine.export import check_parity, export_onnx  # noqa: E402
+from artstyle.errors import ArtstyleError  # noqa: E402
+from artstyle.images import open_image  # noqa: E402
+from artstyle.preprocess import crop_pixels, normalize, pixels_from_normalized  # noqa: E402
+from predict_support import CLASSES, IMAGE_SIZE  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -9,11 +9,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
-from test_cli_data import run_cli
 
-from artstyle.errors import ArtstyleError
+pd = pytest.importorskip("pandas", reason="needs the data extra: pip install 'artstyle[data]'")
+
+from test_cli_data import run_cli  # noqa: E402
+
+from artstyle.errors import ArtstyleError  # noqa: E402
 
 V2 = Path(__file__).parents[1].parent / "shared" / "data" / "artstyle-v2"
 CLASSES = ("anime", "cartoon", "human")

@@ -13,14 +13,17 @@ import sys
 import numpy as np
 import pytest
 
-import artstyle
-from artstyle.engine import export as export_module
-from artstyle.engine import quantize
-from artstyle.cli import main
-from artstyle.commands import export as export_command
-from artstyle.errors import ArtstyleError
-from artstyle.infer.predictor import resolve_model
-from predict_support import copy_model
+for _extra in ("torch", "timm", "onnx"):  # exporting and quantising a model
+    pytest.importorskip(_extra, reason="needs the train extra: pip install 'artstyle[train]'")
+
+import artstyle  # noqa: E402
+from artstyle.cli import main  # noqa: E402
+from artstyle.commands import export as export_command  # noqa: E402
+from artstyle.engine import export as export_module  # noqa: E402
+from artstyle.engine import quantize  # noqa: E402
+from artstyle.errors import ArtstyleError  # noqa: E402
+from artstyle.infer.predictor import resolve_model  # noqa: E402
+from predict_support import copy_model  # noqa: E402
 
 
 @pytest.fixture(scope="module")

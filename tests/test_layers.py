@@ -5,7 +5,12 @@ order of imports matter and hides which layer depends on which), and the torch-f
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 SRC = Path(__file__).parents[1] / "src"
 
@@ -69,6 +74,8 @@ def test_the_known_cycles_stay_broken():
     graph = import_graph()
     assert "artstyle.commands.predict" not in graph["artstyle.engine.gradcam"]
     assert "artstyle.data.scanner" not in graph["artstyle.data.manifest"]
+    # The dataset tools sit below the Ray scale-out, which uses them, never the other way round.
+    assert not {m: graph[m] & {"artstyle.ray"} for m in graph if m.startswith("artstyle.data") and "artstyle.ray" in graph[m]}
 
 
 CORE = ("artstyle", "artstyle.errors", "artstyle.images", "artstyle.preprocess", "artstyle.system", "artstyle.infer")
@@ -115,3 +122,42 @@ def test_the_engine_holds_export_and_grad_cam():
         assert name not in graph
     assert {"artstyle.engine.export", "artstyle.engine.quantize", "artstyle.engine.gradcam"} <= set(graph)
     assert "artstyle.engine.gradcam" in graph["artstyle.commands.explain"]
+
+
+def modules_loaded_by(statements: str) -> set[str]:
+    """The top-level names in sys.modules after ``statements`` in a fresh interpreter."""
+    code = f"import json, sys\n{statements}\nprint(json.dumps(sorted({{m.split('.')[0] for m in sys.modules}})))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": str(SRC), "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout))
+
+
+@pytest.mark.parametrize("module, heavy", [
+    ("artstyle.engine.calibration", {"torch", "timm", "torchvision", "pandas"}),  # numpy and scipy only
+    ("artstyle.data.manifest", {"torch", "timm", "imagehash", "scipy", "sklearn", "matplotlib"}),  # pandas only
+])
+def test_a_light_module_of_a_package_imports_only_what_it_needs(module, heavy):
+    """The packages' __init__ load their names on first use (PEP 562): importing one module
+    does not import its siblings' dependencies."""
+    loaded = modules_loaded_by(f"import {module}")
+    assert "artstyle" in loaded and not loaded & heavy, sorted(loaded & heavy)
+
+
+def test_the_lazy_packages_keep_their_public_names():
+    pytest.importorskip("pandas", reason="needs the data extra: pip install 'artstyle[data]'")
+    pytest.importorskip("torch", reason="needs the train extra: pip install 'artstyle[train]'")
+    import artstyle.data
+    import artstyle.engine
+
+    for package in (artstyle.data, artstyle.engine):
+        assert set(package.__all__) <= set(dir(package))
+        with pytest.raises(AttributeError):
+            package.no_such_name  # noqa: B018
+    assert artstyle.data.scan.__module__ == "artstyle.data.scanner"
+    assert artstyle.data.SPLITS == ("train", "val", "test")
+    # The function, not the module of the same name, even after something imported that module.
+    code = ("import types, artstyle.engine.trainer\nfrom artstyle.engine import evaluate, train\n"
+            "assert callable(evaluate) and not isinstance(evaluate, types.ModuleType), evaluate\n"
+            "assert evaluate.__module__ == 'artstyle.engine.evaluate' and train.__module__ == 'artstyle.engine.trainer'")
+    assert modules_loaded_by(code) >= {"torch"}

@@ -5,16 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm
-import torch
-import torchvision
-from matplotlib import cbook
 from PIL import Image
-from safetensors.torch import save_file
 
-from artstyle.errors import ArtstyleError
-from artstyle.models import RANDOM_INIT, create_model
-from artstyle.models.lite_weights import load_lite_imagenet
+timm = pytest.importorskip("timm", reason="needs the train extra: pip install 'artstyle[train]'")
+torch = pytest.importorskip("torch", reason="needs the train extra: pip install 'artstyle[train]'")
+torchvision = pytest.importorskip("torchvision", reason="needs the train extra: pip install 'artstyle[train]'")
+cbook = pytest.importorskip("matplotlib.cbook", reason="needs the data extra: pip install 'artstyle[data]'")
+pytest.importorskip("safetensors", reason="needs the train extra: pip install 'artstyle[train]'")
+
+from safetensors.torch import save_file  # noqa: E402
+
+from artstyle.errors import ArtstyleError  # noqa: E402
+from artstyle.models import RANDOM_INIT, create_model  # noqa: E402
+from artstyle.models.lite_weights import load_lite_imagenet  # noqa: E402
 
 CLASSES = ["anime", "cartoon", "human"]
 MILITARY_UNIFORM = 652  # ImageNet class of Grace Hopper's portrait

@@ -20,11 +20,11 @@ COLUMNS = ["path", "label", "confidence", "p_anime", "p_cartoon", "p_human", "er
 
 
 @pytest.fixture
-def predict(exported, capsys):
+def predict(shipped, capsys):
     """Run `artstyle predict ... --model M` in-process; returns (exit code, stdout, stderr)."""
 
     def run(*args):
-        code = main(["predict", *map(str, args), "--model", str(exported.onnx)])
+        code = main(["predict", *map(str, args), "--model", str(shipped.onnx)])
         out, err = capsys.readouterr()
         assert "Traceback" not in out + err
         return code, out, err
@@ -38,11 +38,11 @@ def read_csv(text: str) -> list[dict]:
     return rows
 
 
-def test_folder_of_good_images_exits_0(predict, exported):
-    code, out, err = predict(exported.images[0].parent, "--format", "csv")
+def test_folder_of_good_images_exits_0(predict, shipped):
+    code, out, err = predict(shipped.images[0].parent, "--format", "csv")
     rows = read_csv(out)
     assert code == 0 and err == ""
-    assert [r["path"] for r in rows] == sorted(str(p) for p in exported.images[0].parent.iterdir())
+    assert [r["path"] for r in rows] == sorted(str(p) for p in shipped.images[0].parent.iterdir())
     for row in rows:
         probs = [float(row[f"p_{c}"]) for c in CLASSES]
         assert row["label"] == CLASSES[probs.index(max(probs))] and float(row["confidence"]) == max(probs)
@@ -59,7 +59,7 @@ def test_bad_files_one_at_a_time(predict, bad_corpus):
         assert failure_lines == [f"artstyle: error: {bad_corpus[name]}: {row['error']}"], name
 
 
-def test_bad_files_mixed_into_a_folder(predict, bad_corpus, exported, tmp_path):
+def test_bad_files_mixed_into_a_folder(predict, bad_corpus, shipped, tmp_path):
     folder = bad_corpus["zero_byte"].parent
     good = make_images(folder / "good", 3)
     code, out, err = predict(folder, "--format", "jsonl")
@@ -73,8 +73,8 @@ def test_bad_files_mixed_into_a_folder(predict, bad_corpus, exported, tmp_path):
     assert err.splitlines()[-1] == f"artstyle: {len(failed)} of {len(rows)} inputs could not be classified"
 
 
-def test_urls_good_html_too_large_and_unreachable(predict, exported):
-    jpeg = exported.images[0].read_bytes()
+def test_urls_good_html_too_large_and_unreachable(predict, shipped):
+    jpeg = shipped.images[0].read_bytes()
     routes = {"/cat.jpg": ("image/jpeg", jpeg), "/index.html": ("text/html", b"<html>hello</html>"),
               "/huge.jpg": ("image/jpeg", jpeg + b"\0" * (2 * 1024 * 1024))}
     with LocalServer(routes) as server:
@@ -93,8 +93,8 @@ def test_urls_good_html_too_large_and_unreachable(predict, exported):
     assert "Traceback" not in refused_err
 
 
-def test_formats_output_file_and_top_k(predict, exported, tmp_path):
-    images = [str(p) for p in exported.images[:3]]
+def test_formats_output_file_and_top_k(predict, shipped, tmp_path):
+    images = [str(p) for p in shipped.images[:3]]
     code, out, _ = predict(*images, "--format", "table", "--top-k", "2")
     header, *rows = out.splitlines()
     assert code == 0 and header.split()[:5] == ["label", "conf", "p_anime", "p_cartoon", "p_human"]
@@ -107,16 +107,16 @@ def test_formats_output_file_and_top_k(predict, exported, tmp_path):
     assert rows[0]["top_k"][0] == {"label": rows[0]["label"], "probability": rows[0]["confidence"]}
 
 
-def test_stdin_list_and_globs(predict, exported, monkeypatch):
-    listing = "\n".join(str(p) for p in exported.images[:2]) + "\n"
+def test_stdin_list_and_globs(predict, shipped, monkeypatch):
+    listing = "\n".join(str(p) for p in shipped.images[:2]) + "\n"
     monkeypatch.setattr(sys, "stdin", io.StringIO(listing))
-    code, out, _ = predict("-", str(exported.images[0].parent / "*.png"), "--format", "csv")
+    code, out, _ = predict("-", str(shipped.images[0].parent / "*.png"), "--format", "csv")
     paths = [r["path"] for r in read_csv(out)]
-    pngs = sorted(str(p) for p in exported.images[0].parent.glob("*.png"))
-    assert code == 0 and paths == [str(p) for p in exported.images[:2]] + pngs
+    pngs = sorted(str(p) for p in shipped.images[0].parent.glob("*.png"))
+    assert code == 0 and paths == [str(p) for p in shipped.images[:2]] + pngs
 
 
-def test_interrupted_run_keeps_valid_output(predict, exported, tmp_path, monkeypatch):
+def test_interrupted_run_keeps_valid_output(predict, shipped, tmp_path, monkeypatch):
     real_iter = predictor.Classifier.predict_iter
 
     def interrupted(self, inputs, **kw):
@@ -127,28 +127,28 @@ def test_interrupted_run_keeps_valid_output(predict, exported, tmp_path, monkeyp
 
     monkeypatch.setattr(predictor.Classifier, "predict_iter", interrupted)
     target = tmp_path / "partial.json"
-    code, _, err = predict(exported.images[0].parent, "-o", target)
+    code, _, err = predict(shipped.images[0].parent, "-o", target)
     assert code == 130 and "interrupted" in err
     assert len(json.loads(target.read_text())) == 2
 
 
-def test_user_errors_exit_1_with_one_line(predict, exported, tmp_path, capsys, monkeypatch):
+def test_user_errors_exit_1_with_one_line(predict, shipped, tmp_path, capsys, monkeypatch):
     code, _, err = predict(tmp_path)  # an empty folder
     assert code == 1 and err.count("\n") == 1 and "no images or videos found" in err
     monkeypatch.setattr(predictor, "DEFAULT_MODEL", tmp_path / "default.onnx")
-    assert main(["predict", str(exported.images[0])]) == 1
+    assert main(["predict", str(shipped.images[0])]) == 1
     assert capsys.readouterr().err == "artstyle: error: no default model is installed; pass --model (an exported .onnx)\n"
 
 
-def test_subprocess_exit_codes_and_stdout(exported, bad_corpus):
-    base = [sys.executable, "-m", "artstyle", "predict", "--model", str(exported.onnx)]
+def test_subprocess_exit_codes_and_stdout(shipped, bad_corpus):
+    base = [sys.executable, "-m", "artstyle", "predict", "--model", str(shipped.onnx)]
     env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
-    good = subprocess.run(base + [str(p) for p in exported.images[:2]], capture_output=True, text=True, env=env, timeout=60)
+    good = subprocess.run(base + [str(p) for p in shipped.images[:2]], capture_output=True, text=True, env=env, timeout=60)
     assert good.returncode == 0, good.stderr
     rows = read_csv(good.stdout)  # piped stdout: CSV
     assert len(rows) == 2 and all(r["label"] in CLASSES for r in rows)
 
-    mixed = subprocess.run(base + [str(exported.images[0]), str(bad_corpus["text_as_jpg"]), "--format", "jsonl"],
+    mixed = subprocess.run(base + [str(shipped.images[0]), str(bad_corpus["text_as_jpg"]), "--format", "jsonl"],
                            capture_output=True, text=True, env=env, timeout=60)
     assert mixed.returncode == 2 and "Traceback" not in mixed.stderr
     lines = [json.loads(line) for line in mixed.stdout.splitlines()]
@@ -187,24 +187,24 @@ def test_explain_without_weights_is_a_clear_error(exported, tmp_path, capsys):
     assert "--explain needs -o DIR" in capsys.readouterr().err
 
 
-def test_usage_errors_exit_2_as_the_help_says(exported, capsys):
+def test_usage_errors_exit_2_as_the_help_says(shipped, capsys):
     assert main(["predict", "--help"]) == 0
     assert "is rejected by the argument parser with its usage message (exit 2)" in capsys.readouterr().out
-    assert main(["predict", str(exported.images[0]), "--top-k", "two"]) == 2
+    assert main(["predict", str(shipped.images[0]), "--top-k", "two"]) == 2
     assert "usage:" in capsys.readouterr().err
     assert main(["predict"]) == 2  # no input at all
-    assert main(["predict", str(exported.images[0]), "--top-k", "0", "--model", str(exported.onnx)]) == 1  # a bad value
+    assert main(["predict", str(shipped.images[0]), "--top-k", "0", "--model", str(shipped.onnx)]) == 1  # a bad value
     assert "--top-k must be at least 1" in capsys.readouterr().err
-    assert main(["predict", str(exported.images[0]), "--streams", "0", "--model", str(exported.onnx)]) == 1
+    assert main(["predict", str(shipped.images[0]), "--streams", "0", "--model", str(shipped.onnx)]) == 1
     assert "--streams must be at least 1" in capsys.readouterr().err
 
 
-def test_streams_option_gives_the_same_rows(exported, tmp_path):
+def test_streams_option_gives_the_same_rows(shipped, tmp_path):
     """`--streams 1` (one batch at a time over both threads) and `--streams 2` write the same CSV."""
     rows = {}
     for streams in ("1", "2"):
         out = tmp_path / f"streams-{streams}.csv"
-        assert main(["predict", *map(str, exported.images), "--model", str(exported.onnx), "-o", str(out),
+        assert main(["predict", *map(str, shipped.images), "--model", str(shipped.onnx), "-o", str(out),
                      "--batch-size", "2", "--threads", "2", "--streams", streams]) == 0
         rows[streams] = out.read_text().splitlines()
-    assert rows["1"] == rows["2"] and len(rows["1"]) == len(exported.images) + 1
+    assert rows["1"] == rows["2"] and len(rows["1"]) == len(shipped.images) + 1

@@ -35,7 +35,10 @@ SRC = REPO / "src"
 def local_ray():
     """One local Ray instance for the module (start-up takes seconds), stopped afterwards."""
     os.environ.setdefault("RAY_DATA_LOG_LEVEL", "WARNING")
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    # The workers import this folder's ray_faults (the fault a test injects; idle otherwise).
+    python_path = os.pathsep.join([str(Path(__file__).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"worker_process_setup_hook": "ray_faults.install", "env_vars": {"PYTHONPATH": python_path}})
     yield
     ray.shutdown()
 
@@ -111,15 +114,14 @@ def test_manifest_in_parquet_folder_out(local_ray, mixed_folder, tmp_path):
 
 def test_a_killed_actor_is_restarted_and_every_row_comes_back_once(local_ray, mixed_folder, tmp_path):
     import artstyle.ray as on_ray
+    from ray_faults import MARKER_ENV
 
     marker = tmp_path / "actor-died"
     inputs = on_ray.read_inputs([str(mixed_folder)])
-    # One actor, killed (os._exit, a real process death) when its third batch arrives: Ray must
-    # restart it and retry that batch on the new process.
-    results = on_ray.predict_dataset(
-        inputs, batch_size=4, actors=1,
-        runtime_env={"env_vars": {on_ray.CRASH_ENV: f"2:{marker}"}},
-    ).take_all()
+    # One actor, killed (os._exit, a real process death) when its third batch arrives, by the
+    # tests' own worker hook (ray_faults): Ray must restart it and retry that batch on the new process.
+    results = on_ray.predict_dataset(inputs, batch_size=4, actors=1,
+                                     runtime_env={"env_vars": {MARKER_ENV: str(marker)}}).take_all()
 
     assert marker.exists(), "the actor did not die: the test proved nothing"
     paths = [r["path"] for r in results]

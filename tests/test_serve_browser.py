@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import httpx
 import pytest
 
+from test_serve import ServerProcess, httpx, multipart  # skips this module too without the serve extra
+
 from predict_support import CLASSES
-from test_serve import ServerProcess, multipart
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[1] / "out" / "test-artifacts"

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image, ImageChops
 
-pytest.importorskip("timm")
+pytest.importorskip("torch", reason="needs the train extra: pip install 'artstyle[train]'")
+pytest.importorskip("timm", reason="needs the train extra: pip install 'artstyle[train]'")
 from artstyle.config import TrainConfig  # noqa: E402
 from artstyle.engine.transforms import (  # noqa: E402
     Compose,

@@ -4,6 +4,9 @@ redirect cap, the deadline for the whole download and the size cap."""
 from __future__ import annotations
 
 import http.server
+import ipaddress
+import re
+import socket
 import threading
 import time
 
@@ -159,3 +162,57 @@ def test_the_size_cap_counts_what_arrives_without_content_length(server):
     assert len(fetch_url(server.url("/chunked"), allow_private=True)) == 10 * 1024
     with pytest.raises(ImageLoadError, match="too large"):
         fetch_url(server.url("/chunked"), max_bytes=4000, allow_private=True)
+
+
+@pytest.mark.parametrize("address, kind", [
+    ("2002:7f00:1::1", "loopback"),  # 6to4 of 127.0.0.1
+    ("2002:a9fe:a9fe::1", "link-local"),  # 6to4 of 169.254.169.254, the cloud metadata address
+    ("64:ff9b::7f00:1", "loopback"),  # NAT64 of 127.0.0.1
+    ("64:ff9b::a9fe:a9fe", "link-local"),
+    ("2001:0:4136:e378:8000:63bf:80ff:fffe", "loopback"),  # Teredo, client 127.0.0.1 (stored inverted)
+])
+def test_ipv6_addresses_carrying_a_non_public_ipv4_are_refused(address, kind):
+    with pytest.raises(ImageLoadError, match=rf"refused: {re.escape(address)} is a {kind} address"):
+        fetch_url(f"http://[{address}]:9/x.jpg", timeout=2)
+
+
+def test_the_address_policy_judges_the_carried_ipv4_and_lets_public_ones_through():
+    from artstyle._addresses import blocked_reason, is_allowed
+
+    def reason(address: str):
+        return blocked_reason(ipaddress.ip_address(address))
+
+    # 8.8.8.8 over 6to4, NAT64 (as DNS64 networks answer) and mapped: public, as 8.8.8.8 is.
+    assert [reason(a) for a in ("2002:808:808::1", "64:ff9b::808:808", "::ffff:8.8.8.8", "8.8.8.8")] == [None] * 4
+    assert reason("2002:a01:203::1") == "private"  # 6to4 of 10.1.2.3
+    # A network the user allows covers the IPv4 address an IPv6 one carries.
+    assert is_allowed(ipaddress.ip_address("2002:a01:203::1"), ["10.1.2.0/24"])
+    assert not is_allowed(ipaddress.ip_address("2002:a01:203::1"), ["10.9.0.0/16"])
+
+
+def test_a_name_that_resolves_slowly_hits_the_deadline(monkeypatch):
+    # The system resolver cannot be slowed down here; a resolver that answers after 30 s stands for it.
+    real = socket.getaddrinfo
+
+    def slow_getaddrinfo(host, *args, **kwargs):
+        if host == "slow.example":
+            time.sleep(30)
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow_getaddrinfo)
+    start = time.monotonic()
+    with pytest.raises(ImageLoadError, match=r"timed out after 0\.5s"):
+        fetch_url("http://slow.example/x.jpg", timeout=0.5)
+    assert time.monotonic() - start < 1.5
+
+
+def test_redirects_never_go_from_https_down_to_http():
+    from artstyle.infer.sources import redirect_target
+
+    url = "https://images.example/a.jpg"
+    assert redirect_target(url, url, "/b.jpg") == "https://images.example/b.jpg"
+    assert redirect_target(url, url, "https://cdn.example/b.jpg") == "https://cdn.example/b.jpg"
+    for location in ("http://cdn.example/b.jpg", "HTTP://cdn.example/b.jpg", "http:/b.jpg"):
+        with pytest.raises(ImageLoadError, match="refused: a redirect from https to http"):
+            redirect_target(url, url, location)
+    assert redirect_target("http://a.example/x", "http://a.example/x", "https://b.example/y") == "https://b.example/y"

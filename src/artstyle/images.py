@@ -361,3 +361,14 @@ def walk_images(folder: Union[str, os.PathLike], notes: list[str] | None = None,
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))  # .git, .cache, thumbnails
         found.extend(os.path.join(root, f) for f in sorted(files) if accept(f))
     return found
+
+
+def driver_pillow_limit() -> int | None:
+    """Pillow's decompression-bomb limit in this (driver) process. The artstyle command lifts it
+    in its own process so that --max-pixels decides; its Ray workers must decode as it would, as
+    the local engine's forked processes do."""
+    return Image.MAX_IMAGE_PIXELS
+
+
+def use_pillow_limit(limit: int | None) -> None:
+    Image.MAX_IMAGE_PIXELS = limit

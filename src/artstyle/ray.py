@@ -40,7 +40,7 @@ import pyarrow as pa
 import ray
 
 from .errors import ArtstyleError, ImageLoadError
-from .images import DEFAULT_MAX_PIXELS
+from .images import DEFAULT_MAX_PIXELS, driver_pillow_limit, use_pillow_limit
 from .infer.predictor import (DEFAULT_BATCH_SIZE, DEFAULT_FRAMES, Prediction, from_bytes, load_crop, read_card,
                               read_model_bytes, resolve_model)
 from .infer.sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, expand_inputs, is_url
@@ -50,9 +50,6 @@ from .infer.writers import row_for
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 # The column a manifest names its images by, in order of preference.
 PATH_COLUMNS = ("path", "url")
-# Test hook (fault injection): "N:MARKER" makes the first actor that reaches batch N+1 create
-# MARKER and kill its own process, once per MARKER, so a test can prove Ray's recovery.
-CRASH_ENV = "ARTSTYLE_RAY_CRASH_AFTER"
 # Bytes a decode task may need: the largest RGB image the loader accepts (DEFAULT_MAX_PIXELS).
 DECODE_MEMORY = 3 * DEFAULT_MAX_PIXELS
 
@@ -149,21 +146,6 @@ def pack_model(model: str | os.PathLike | None, precision: str = "auto") -> dict
 # ------------------------------------------------------------------------------ the two stages
 
 
-def driver_pillow_limit() -> int | None:
-    """Pillow's decompression-bomb limit in this (driver) process. The artstyle command lifts it
-    in its own process so that --max-pixels decides; its Ray workers must decode as it would, as
-    the local engine's forked processes do."""
-    from PIL import Image
-
-    return Image.MAX_IMAGE_PIXELS
-
-
-def use_pillow_limit(limit: int | None) -> None:
-    from PIL import Image
-
-    Image.MAX_IMAGE_PIXELS = limit
-
-
 def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: int,
                  url_timeout: float, max_download: int, pillow_limit: int | None) -> dict:
     """Decode task: each ``source`` -> the model-sized uint8 crop; failures -> ``error``."""
@@ -206,11 +188,8 @@ class Predictor:
         self.classifier = actor_classifier(model_ref, threads)
         self.video = video
         self.schema = result_schema(self.classifier.classes, video)
-        self.batches = 0
-        self.crash_after, _, self.crash_marker = os.environ.get(CRASH_ENV, "").partition(":")
 
     def __call__(self, batch: dict) -> pa.Table:
-        self.maybe_crash()
         clf = self.classifier
         ok = [i for i, e in enumerate(batch["error"]) if not e]
         probs = clf.run(np.stack([clf.model_input(batch["pixels"][i]) for i in ok])) if ok else []
@@ -218,18 +197,7 @@ class Predictor:
         rows = [row_for(clf.to_prediction(str(name), answers[i]) if i in answers
                         else Prediction(str(name), error=str(batch["error"][i])), clf.classes, video=self.video)
                 for i, name in enumerate(batch["path"])]
-        self.batches += 1
         return pa.Table.from_pylist(rows, schema=self.schema)
-
-    def maybe_crash(self) -> None:
-        if not self.crash_after or self.batches < int(self.crash_after):
-            return
-        try:
-            os.close(os.open(self.crash_marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
-        except FileExistsError:
-            return  # another actor already died for this marker
-        print(f"artstyle: {CRASH_ENV}: actor {os.getpid()} exits after {self.batches} batches", file=sys.stderr)
-        os._exit(1)  # a real process death, mid-batch: Ray must restart the actor and retry
 
 
 class VideoPredictor:
@@ -303,36 +271,6 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
         fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), video_columns),
         runtime_env=runtime_env,
     )
-
-
-# ------------------------------------------------------------------------------ scan
-
-
-def inspect_files(paths: list[str], max_pixels: int | None, progress: bool = False,
-                  cpus_per_task: float = 1.0) -> list[dict]:
-    """The local scan's ``inspect_file`` on every path, in Ray tasks; rows in ``paths`` order."""
-    from tqdm import tqdm
-
-    ds = ray.data.from_items([{"index": i, "path": p} for i, p in enumerate(paths)])
-    measured = ds.map_batches(inspect_batch, batch_format="pyarrow", num_cpus=cpus_per_task,
-                              fn_kwargs={"max_pixels": max_pixels, "pillow_limit": driver_pillow_limit()})
-    rows: list[dict | None] = [None] * len(paths)
-    with tqdm(total=len(paths), unit="img", desc="scan (ray)", disable=not progress) as bar:
-        for batch in measured.iter_batches(batch_format="pyarrow", batch_size=None):
-            for row in batch.to_pylist():
-                rows[row.pop("index")] = row
-            bar.update(batch.num_rows)
-    return rows  # type: ignore[return-value]
-
-
-def inspect_batch(batch: pa.Table, *, max_pixels: int | None, pillow_limit: int | None) -> pa.Table:
-    from .data.measure import inspect_file
-
-    use_pillow_limit(pillow_limit)
-    rows = []
-    for index, path in zip(batch.column("index").to_pylist(), batch.column("path").to_pylist()):
-        rows.append({"index": index, **inspect_file(path, max_pixels=max_pixels)})
-    return pa.Table.from_pylist(rows)
 
 
 # ------------------------------------------------------------------------------ the command

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import os
-import socket
 
+from .._addresses import is_loopback as loopback_address
+from .._addresses import resolve
 from ..errors import ArtstyleError
 from ..serve.settings import ServeSettings
 
 DEFAULTS = ServeSettings()
 API_KEY_ENV = "ARTSTYLE_API_KEY"
+RESOLVE_TIMEOUT = 10.0  # seconds for --host's name to resolve
 
 EPILOG = """\
 endpoints: POST /v1/predict (multipart field 'files', repeatable, or one image as the raw
@@ -85,14 +86,10 @@ def check_args(args) -> None:
 def is_loopback(host: str) -> bool:
     """True when every address ``host`` stands for is this machine's own loopback."""
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        pass
-    try:
-        infos = socket.getaddrinfo(host, None)
-    except socket.gaierror as exc:
-        raise ArtstyleError(f"--host {host}: cannot resolve ({exc.strerror})") from None
-    return bool(infos) and all(ipaddress.ip_address(i[4][0].split("%")[0]).is_loopback for i in infos)
+        addresses = resolve(host.strip("[]"), timeout=RESOLVE_TIMEOUT)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror, TimeoutError
+        raise ArtstyleError(f"--host {host}: cannot resolve ({getattr(exc, 'strerror', None) or exc})") from None
+    return bool(addresses) and all(loopback_address(ip) for ip in addresses)
 
 
 def check_exposure(host: str, api_key: str | None, insecure_public: bool) -> None:

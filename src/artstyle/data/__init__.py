@@ -8,33 +8,29 @@ without leakage, show samples and audit it. Every function returns pandas object
     summary = data.audit(manifest, "audit/")             # audit.md, charts, shortcut check
 
 Needs the ``data`` extra (pandas, imagehash, scikit-learn, matplotlib); ``import artstyle`` alone
-never imports them. matplotlib and scikit-learn load only when show/audit run.
+never imports them. matplotlib and scikit-learn load only when show/audit run, and each name
+below loads its module on first use (PEP 562): ``artstyle.data.manifest`` alone imports pandas only.
 """
 
-from __future__ import annotations
+import importlib
 
-from .auditor import audit
-from .duplicates import DEFAULT_PHASH_THRESHOLD, duplicate_groups, near_duplicate_pairs
-from .gallery import show
-from .manifest import MANIFEST_COLUMNS, SPLITS, read_classes, read_manifest
-from .measure import inspect_file
-from .scanner import find_images, scan
-from .splitter import SplitResult, read_split, split
+_EXPORTS = {
+    "audit": "auditor",
+    "DEFAULT_PHASH_THRESHOLD": "duplicates", "duplicate_groups": "duplicates", "near_duplicate_pairs": "duplicates",
+    "show": "gallery",
+    "MANIFEST_COLUMNS": "manifest", "SPLITS": "manifest", "read_classes": "manifest", "read_manifest": "manifest",
+    "inspect_file": "measure",
+    "find_images": "scanner", "scan": "scanner",
+    "SplitResult": "splitter", "read_split": "splitter", "split": "splitter",
+}
+__all__ = sorted(_EXPORTS)
 
-__all__ = [
-    "DEFAULT_PHASH_THRESHOLD",
-    "MANIFEST_COLUMNS",
-    "SPLITS",
-    "SplitResult",
-    "audit",
-    "duplicate_groups",
-    "find_images",
-    "inspect_file",
-    "near_duplicate_pairs",
-    "read_classes",
-    "read_manifest",
-    "read_split",
-    "scan",
-    "show",
-    "split",
-]
+
+def __getattr__(name):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -39,7 +39,13 @@ ManifestLike = Union[str, os.PathLike, pd.DataFrame]
 def class_indices(labels) -> dict[str, int]:
     """Class name -> index in sorted name order, the same convention as Keras' ``class_indices``
     and torchvision's ``ImageFolder``, so indices do not depend on the order files were found."""
-    return {name: i for i, name in enumerate(sorted(set(labels)))}
+    return class_index(sorted(set(labels)))
+
+
+def class_index(classes) -> dict[str, int]:
+    """Class name -> its position in ``classes`` (a model's class list): the one map from labels
+    to the targets every part of training, evaluation and the manifest uses."""
+    return {name: i for i, name in enumerate(classes)}
 
 
 def write_manifest(df: pd.DataFrame, output: Union[str, os.PathLike]) -> Path:

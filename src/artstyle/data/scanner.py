@@ -183,7 +183,7 @@ def scan(
     started = time.perf_counter()
     paths = [e.path for e in entries]
     if engine == "ray":
-        from ..ray import inspect_files  # imports Ray: only on this path
+        from ._ray_scan import inspect_files  # imports Ray: only on this path
 
         rows = inspect_files(paths, max_pixels, progress)
     elif engine == "local":

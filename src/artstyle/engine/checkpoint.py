@@ -14,23 +14,37 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
+from .._files import run_weights
 from ..errors import ArtstyleError
 from ..models import ModelSpec, rebuild_model
 
 
 def atomic_write(path: Path, write) -> None:
     """Write through a temporary file in the same folder, then rename: a crash or kill -9
-    leaves either the old file or the new one, never half of one."""
+    leaves either the old file or the new one, never half of one. The file is flushed to disk
+    before the rename and the folder after it, so that a power cut cannot leave the new name
+    pointing at blocks that were never written, nor bring the old file back."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
+        fsync(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's or a folder's (its entries') pending writes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_json(path: Path, data) -> None:
@@ -72,10 +86,10 @@ def resolve_weights(path: str | os.PathLike) -> Path:
     """A run directory, a ``.safetensors`` file or its ``.json`` -> the weights file."""
     path = Path(path)
     if path.is_dir():
-        for candidate in (path / "weights" / "best.safetensors", path / "best.safetensors"):
-            if candidate.is_file():
-                return candidate
-        raise ArtstyleError(f"{path}: no weights/best.safetensors in this run directory")
+        weights = run_weights(path)
+        if weights is None:
+            raise ArtstyleError(f"{path}: no weights/best.safetensors in this run directory")
+        return weights
     if path.suffix == ".json":
         path = path.with_suffix(".safetensors")
     if not path.is_file():

@@ -30,6 +30,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import TrainConfig
+from ..data.manifest import class_index
 from ..errors import ArtstyleError
 from .calibration import calibrated_probs, fit_temperature, logits_from_probs
 from .metrics import calibration_bins, group_accuracy, group_summary
@@ -113,7 +114,7 @@ def out_of_fold_logits(features: np.ndarray, views: pd.DataFrame, fold: np.ndarr
     same heads score too. Returns the images' logits: from ``features``, then from each of those."""
     from .probe import fit_head, sample_weights, views_of
 
-    targets = views["label"].map({k: i for i, k in enumerate(classes)}).to_numpy()
+    targets = views["label"].map(class_index(classes)).to_numpy()
     view_fold = np.tile(fold, len(views) // len(fold))
     clean = (views_of(views) == 0).to_numpy()
     logits = [np.zeros((len(fold), len(classes))) for _ in range(1 + len(also_score))]
@@ -152,7 +153,7 @@ def finetune_fold_logits(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold:
 
 def grouped_metrics(frame: pd.DataFrame, logits: np.ndarray, fold: np.ndarray, classes: list[str]) -> dict:
     """Pooled, per-group, per-fold and calibration figures from out-of-fold logits."""
-    targets = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    targets = frame["label"].map(class_index(classes)).to_numpy()
     temperature = fit_temperature(logits, targets)
     raw, calibrated = calibrated_probs(logits), calibrated_probs(logits, temperature)
     correct = raw.argmax(1) == targets

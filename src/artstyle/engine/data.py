@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, WeightedRandomSampler
 
+from ..data.manifest import class_index
 from ..errors import ArtstyleError
 from ..images import open_image
 from ..preprocess import decode_size
@@ -24,7 +25,7 @@ class ImageDataset(Dataset):
     """Rows of a manifest (``path``, ``label``) -> (tensor, class index)."""
 
     def __init__(self, frame: pd.DataFrame, classes: list[str], transform, draft_size: int | None = None):
-        index = {c: i for i, c in enumerate(classes)}
+        index = class_index(classes)
         self.paths = frame["path"].astype(str).tolist()
         self.targets = [index[label] for label in frame["label"]]
         self.transform = transform

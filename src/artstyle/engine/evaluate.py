@@ -11,6 +11,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from ..data.manifest import class_index
 from ..errors import ArtstyleError
 from . import checkpoint as ckpt
 from .data import build_loader, default_workers, image_dataset, is_split_dir
@@ -159,7 +160,7 @@ def evaluate(model_or_run, data, output_dir, *, batch_size: int = 64, workers: i
     unknown = sorted(set(frame["label"]) - set(classes))
     if unknown:
         raise ArtstyleError(f"{data}: labels {unknown} are not classes of this model {classes}")
-    targets = frame["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    targets = frame["label"].map(class_index(classes)).to_numpy()
     metrics = classification_metrics(probs, targets, classes)
     metrics |= per_group_metrics(frame, probs.argmax(1) == targets)
     metrics |= {"model": str(model_or_run), "data": str(data), "backbone": meta.get("backbone"),

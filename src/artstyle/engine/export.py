@@ -15,7 +15,6 @@ normalise for themselves. Needs ``artstyle[train]`` (torch, timm, onnx, onnxscri
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import io
 import json
 import logging
@@ -30,6 +29,7 @@ import numpy as np
 import torch
 
 from .. import __version__
+from .._files import sha256_file  # also quantize's, by this name
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import walk_images
 from ..preprocess import PREPROCESS_VERSION, load_pixels, model_input, normalize, to_crop
@@ -69,14 +69,6 @@ class ProbabilityModel(torch.nn.Module):
             # contiguous(): NCHW strides, so the exporter writes the flatten as one Reshape.
             x = x.permute(0, 3, 1, 2).contiguous().float() * self.pixel_scale + self.pixel_bias
         return torch.softmax(self.model(x) / self.temperature, dim=1)
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def export_onnx(

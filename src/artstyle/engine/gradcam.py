@@ -6,7 +6,6 @@ puts beside an ONNX model and its card)."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 
+from .._files import check_sha256
 from ..errors import ArtstyleError, ImageLoadError
 from ..infer.predictor import DEFAULT_MODEL, Prediction, fp32_path, load_any, make_prediction
 from ..preprocess import decode_size, resize_and_crop, to_array
@@ -49,8 +49,8 @@ def verify_weights(weights: Path) -> None:
 
     card_path = weights.with_suffix(".json")
     expected = json.loads(card_path.read_text(encoding="utf-8")).get("weights_sha256") if card_path.is_file() else None
-    if expected and hashlib.sha256(weights.read_bytes()).hexdigest() != expected:
-        raise ArtstyleError(f"{weights}: sha256 does not match its model card; the file is damaged or was modified")
+    if expected:
+        check_sha256(weights, expected, weights)
 
 
 def last_feature_map(model: torch.nn.Module, batch: torch.Tensor):

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from torch.utils.data import Dataset
 
 from ..config import TrainConfig
+from ..data.manifest import class_index
 from ..errors import ArtstyleError
 from ..models.style import StyleClassifier, style_statistics
 from . import checkpoint as ckpt
@@ -218,8 +219,7 @@ def probe_parts(frames: dict[str, pd.DataFrame], cfg: TrainConfig) -> dict[str, 
 def fit_probe_head(features: dict, parts: dict[str, pd.DataFrame], cfg: TrainConfig, classes: list[str]):
     """The probe recipe on ``features`` of ``probe_parts``: (pipeline, its row, every row, targets).
     One function for the run and for an int8 export's refit, so that both fit the same head."""
-    index = {c: i for i, c in enumerate(classes)}
-    targets = {name: frame["label"].map(index).to_numpy() for name, frame in parts.items()}
+    targets = {name: frame["label"].map(class_index(classes)).to_numpy() for name, frame in parts.items()}
     head, best_row, history = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance), classes)
     return head, best_row, history, targets
 

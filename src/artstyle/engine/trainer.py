@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..config import RESUMABLE_OVERRIDES, TrainConfig, check_option_names
+from ..data.manifest import class_index
 from ..errors import ArtstyleError
 from ..models import ModelSpec, create_model
 from . import checkpoint as ckpt
@@ -367,7 +368,7 @@ def train(config: TrainConfig | None = None, *, resume: str | None = None, **ove
 
 def record_run_start(run_dir, cfg, frames, classes, spec, device, info) -> None:
     ckpt.write_json(run_dir / "config.json", cfg.to_dict())
-    ckpt.write_json(run_dir / "classes.json", {c: i for i, c in enumerate(classes)})
+    ckpt.write_json(run_dir / "classes.json", class_index(classes))
     log_data_summary(frames, classes)
     log.info(f"model {spec.backbone} ({spec.arch}), init: {spec.init}, {cfg.mode} at {spec.image_size}px "
              f"on {device}{f' x{info.world_size} (DDP)' if info.enabled else ''}")

@@ -16,7 +16,6 @@ throughput (bench/bench_predict.py measures both ways). Each stream holds its ow
 from __future__ import annotations
 
 import functools
-import hashlib
 import itertools
 import json
 import logging
@@ -30,6 +29,7 @@ from typing import Iterable, Iterator
 import numpy as np
 from PIL import Image
 
+from .._files import check_sha256, run_weights
 from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, open_pixels, to_rgb
 from ..preprocess import PREPROCESS_VERSION, decode_size, model_input, to_crop
@@ -114,7 +114,7 @@ def resolve_model(model: str | os.PathLike | None, precision: str = "auto") -> P
         return with_precision(DEFAULT_MODEL, precision)
     path = Path(model)
     if path.is_dir():
-        if (path / "weights" / "best.safetensors").is_file() or (path / "best.safetensors").is_file():
+        if run_weights(path):
             raise ArtstyleError(
                 f"{path} is a training run; export it first: artstyle export {path} -o model.onnx"
             )
@@ -192,16 +192,6 @@ def read_model_bytes(onnx_path: Path) -> bytes:
         return onnx_path.read_bytes()
     except OSError as exc:
         raise ArtstyleError(f"{onnx_path}: cannot read the model ({exc.strerror or exc})") from None
-
-
-def check_sha256(data: bytes, card: dict, onnx_path: Path) -> None:
-    """Refuse model bytes that do not hash to the card's sha256: a truncated download or a
-    tampered file fails here with a clear message instead of deep inside ONNX Runtime."""
-    if hashlib.sha256(data).hexdigest() != card["onnx_sha256"]:
-        raise ArtstyleError(
-            f"{onnx_path}: sha256 does not match its model card; the file is truncated, corrupted "
-            f"or was modified - re-export it (or reinstall artstyle for the default model)"
-        )
 
 
 def create_session(model_bytes: bytes, onnx_path: Path, threads: int | None):
@@ -562,7 +552,7 @@ def from_bytes(model_bytes: bytes, card: dict, path: Path, *, threads: int | Non
                min_confidence: float = 0.0, allow_private_urls: bool = False) -> Classifier:
     """A classifier from model bytes already in memory (e.g. shipped to a Ray worker), checked
     against the card's sha256 here, where they are used."""
-    check_sha256(model_bytes, card, path)
+    check_sha256(model_bytes, card["onnx_sha256"], path, " - re-export it (or reinstall artstyle for the default model)")
     threads = threads or cpu_count()
     streams = streams or default_streams(threads)
     if streams > threads:

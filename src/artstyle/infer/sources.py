@@ -1,8 +1,10 @@
 """What ``artstyle predict`` was asked to classify: files, folders (recursive), globs, ``-`` for
 a list on stdin, and http(s) URLs, which are fetched here with a deadline for the whole download,
-a size cap, a content-type check, redirects followed by hand (at most 5) and every hop's address
-checked: no loopback, private, link-local, multicast or reserved address unless the user allows
-it, since services embed ``artstyle.load().predict(url)`` with URLs from their users.
+a size cap, a content-type check, redirects followed by hand (at most 5, never from https to
+http) and every hop's address checked (``artstyle._addresses``): no loopback, private,
+link-local, multicast or reserved address, nor an IPv6 one that carries such an IPv4 address,
+unless the user allows it, since services embed ``artstyle.load().predict(url)`` with URLs from
+their users.
 Standard library only, so the predictor stays small."""
 
 from __future__ import annotations
@@ -10,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import glob
 import http.client
-import ipaddress
 import os
 import socket
 import ssl
@@ -21,6 +22,7 @@ import urllib.parse
 from typing import Iterable, Iterator, TextIO
 
 from .. import __version__
+from .._addresses import refusal, resolve
 from ..errors import ImageLoadError
 from ..images import is_image_file, walk_images
 
@@ -131,39 +133,21 @@ class Deadline:
         self.timer.cancel()
 
 
-def blocked_reason(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
-    """Why an address is not on the public internet (None when it is)."""
-    ip = getattr(ip, "ipv4_mapped", None) or ip
-    for kind in ("loopback", "link_local", "multicast", "unspecified", "reserved", "private"):
-        if getattr(ip, f"is_{kind}"):
-            return kind.replace("_", "-")
-    return None if ip.is_global else "non-public"
-
-
-def is_allowed(ip, allow_private: bool | Iterable[str]) -> bool:
-    """``allow_private``: True allows every address, or a list of networks ("10.1.2.0/24") allows those."""
-    if not allow_private or allow_private is True:
-        return bool(allow_private)
-    return any(ip in ipaddress.ip_network(net, strict=False) for net in allow_private)
-
-
-def resolve_public(url: str, host: str, port: int, allow_private: bool | Iterable[str]) -> str:
-    """The address to connect to, after checking every address the name resolves to: an
-    image URL must not reach this machine or its network (SSRF) unless the user allows it."""
+def resolve_public(url: str, host: str, port: int, allow_private: bool | Iterable[str], deadline: Deadline) -> str:
+    """The address to connect to, after checking every address the name resolves to (within
+    the download's deadline): an image URL must not reach this machine or its network (SSRF)
+    unless the user allows it."""
     try:
-        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        addresses = resolve(host, port, timeout=deadline.remaining())
     except (socket.gaierror, UnicodeError) as exc:
         raise ImageLoadError(url, f"cannot reach: {getattr(exc, 'strerror', None) or exc}") from None
-    addresses = [info[4][0] for info in infos]
-    if allow_private is not True:
-        for address in addresses:
-            ip = ipaddress.ip_address(address.split("%")[0])
-            reason = None if is_allowed(ip, allow_private) else blocked_reason(ip)
-            if reason:
-                shown = host if host.strip("[]") == address else f"{host} ({address})"
-                raise ImageLoadError(url, f"refused: {shown} is a {reason} address; "
-                                          "pass --allow-private-urls (allow_private_urls=True) to fetch it")
-    return addresses[0]
+    for ip in addresses:
+        reason = refusal(ip, allow_private)
+        if reason:
+            shown = host if host.strip("[]") == str(ip) else f"{host} ({ip})"
+            raise ImageLoadError(url, f"refused: {shown} is a {reason} address; "
+                                      "pass --allow-private-urls (allow_private_urls=True) to fetch it")
+    return str(addresses[0])
 
 
 class PinnedHTTPConnection(http.client.HTTPConnection):
@@ -215,7 +199,7 @@ def open_response(url: str, current: str, deadline: Deadline, allow_private) -> 
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ImageLoadError(url, f"refused: not an http(s) URL ({current})")
     port = parts.port or (443 if parts.scheme == "https" else 80)
-    address = resolve_public(url, parts.hostname, port, allow_private)
+    address = resolve_public(url, parts.hostname, port, allow_private, deadline)
     kind = PinnedHTTPSConnection if parts.scheme == "https" else PinnedHTTPConnection
     connection = kind(parts.hostname, port, address, timeout=max(deadline.remaining(), 0.001))
     deadline.connection = connection
@@ -237,7 +221,7 @@ def download(url: str, deadline: Deadline, max_bytes: int, allow_private, max_re
         try:
             location = response.getheader("Location")
             if response.status in REDIRECT_CODES and location:
-                current = urllib.parse.urljoin(current, location)  # checked again on the next hop
+                current = redirect_target(url, current, location)  # its address is checked on the next hop
                 continue
             if response.status >= 400:
                 raise ImageLoadError(url, f"HTTP {response.status} {response.reason}")
@@ -247,6 +231,16 @@ def download(url: str, deadline: Deadline, max_bytes: int, allow_private, max_re
             response.close()
             deadline.connection.close()
     raise ImageLoadError(url, f"too many redirects (more than {max_redirects})")
+
+
+def redirect_target(url: str, current: str, location: str) -> str:
+    """Where a redirect from ``current`` leads; never from https down to plain http, where the
+    request and the image could be read or changed on the way."""
+    target = urllib.parse.urljoin(current, location)
+    scheme = urllib.parse.urlsplit(target).scheme
+    if urllib.parse.urlsplit(current).scheme == "https" and scheme != "https":
+        raise ImageLoadError(url, f"refused: a redirect from https to {scheme or 'no scheme'} ({target})")
+    return target
 
 
 def read_body(url: str, response: http.client.HTTPResponse, deadline: Deadline, max_bytes: int) -> bytes:

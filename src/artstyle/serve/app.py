@@ -2,7 +2,9 @@
 OpenAPI docs at ``/docs`` (served from the app itself where swagger-ui-bundle is installed).
 
 Bad input is always the client's 4xx with a JSON body ``{"error": code, "detail": sentence}``;
-one bad image among good ones is a per-image ``error`` inside a 200.
+one bad image among good ones is a per-image ``error`` inside a 200. A failure of the server
+itself (ONNX Runtime failing on a batch, a bug) is a 500 of the same shape, its traceback in the
+server's log and not in the answer.
 """
 
 from __future__ import annotations
@@ -52,6 +54,7 @@ ERROR_RESPONSES = {status: {"model": ErrorResponse, "description": text} for sta
     413: "the request body is over the upload limit",
     415: "a Content-Type that is neither multipart/form-data nor an image",
     422: "no image in the request could be classified (per-image reasons in `results`)",
+    500: "the server failed on this request (the details are in the server's log)",
 }.items()}
 
 PREDICT_BODY = {"requestBody": {"required": True, "content": {
@@ -132,6 +135,12 @@ def add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError):
         reasons = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
         return JSONResponse(error_body(422, reasons, code="invalid_request"), 422)
+
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, exc: Exception):
+        # Starlette raises the exception again once this answer is sent, so uvicorn logs its
+        # traceback; the client gets the documented shape, and no internals.
+        return JSONResponse(error_body(500, "the server failed on this request; the details are in its log"), 500)
 
     @app.exception_handler(ClientDisconnect)
     async def client_gone(request: Request, exc: ClientDisconnect):

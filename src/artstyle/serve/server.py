@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
-
 import uvicorn
 
 from .app import create_app
 from .limits import HeadTimeoutH11Protocol
-from .settings import ENV_VAR, ServeSettings
+from .settings import ServeSettings
 
 
 def run_server(settings: ServeSettings, *, host: str, port: int, workers: int = 1,
@@ -20,7 +18,7 @@ def run_server(settings: ServeSettings, *, host: str, port: int, workers: int = 
     )
     if workers > 1:
         # Each worker is a fresh process that builds its own app (and model session) from this.
-        os.environ[ENV_VAR] = settings.to_env()
-        uvicorn.run("artstyle.serve.app:app_from_env", factory=True, workers=workers, **options)
+        with settings.in_env():
+            uvicorn.run("artstyle.serve.app:app_from_env", factory=True, workers=workers, **options)
     else:
         uvicorn.run(create_app(settings), **options)

@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Iterator
 
-# uvicorn's worker processes are started afresh: they get the settings from the environment.
+# uvicorn's worker processes are started afresh: they get the settings from the environment,
+# all but the API key, which other users could read there (/proc/PID/environ of a worker, `ps e`):
+# the environment names a file that only this user can read instead.
 ENV_VAR = "ARTSTYLE_SERVE_SETTINGS"
+KEY_FILE = "api_key_file"
 MB = 1024 * 1024
 
 
@@ -42,10 +49,36 @@ class ServeSettings:
         return {"max_upload_bytes": self.max_upload_bytes, "max_images": self.max_images,
                 "max_pixels": self.max_pixels, "request_timeout_s": self.request_timeout}
 
-    def to_env(self) -> str:
-        return json.dumps(asdict(self))
+    @contextlib.contextmanager
+    def in_env(self) -> Iterator[None]:
+        """These settings in the environment for worker processes while the block runs; the
+        API key, if any, in a 0600 file of a private (0700) temporary folder, removed afterwards."""
+        fields = asdict(self)
+        key = fields.pop("api_key")
+        with tempfile.TemporaryDirectory(prefix="artstyle-serve-") as folder:
+            if key:
+                fields[KEY_FILE] = write_private(Path(folder) / "api_key", key)
+            os.environ[ENV_VAR] = json.dumps(fields)
+            try:
+                yield
+            finally:
+                os.environ.pop(ENV_VAR, None)
 
     @classmethod
     def from_env(cls) -> "ServeSettings":
         raw = os.environ.get(ENV_VAR)
-        return cls(**json.loads(raw)) if raw else cls()
+        if not raw:
+            return cls()
+        fields = json.loads(raw)
+        key_file = fields.pop(KEY_FILE, None)
+        if key_file:
+            fields["api_key"] = Path(key_file).read_text(encoding="utf-8")
+        return cls(**fields)
+
+
+def write_private(path: Path, text: str) -> str:
+    """``text`` in a new file that only this user can read (created so, never widened later)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    return str(path)
