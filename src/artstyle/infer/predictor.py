@@ -22,7 +22,6 @@ import logging
 import os
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -34,7 +33,9 @@ from ..errors import ArtstyleError, ImageLoadError
 from ..images import open_image, open_pixels, to_rgb
 from ..preprocess import PREPROCESS_VERSION, decode_size, model_input, to_crop
 from ..system import cpu_count, has_vnni, is_x86_64
+from .prediction import Prediction, make_prediction
 from .sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, fetch_url, is_url
+from .video import DEFAULT_FRAMES, check_sampling, classify_video, takes_video_path
 
 ASSETS = Path(__file__).resolve().parent.parent / "assets"
 DEFAULT_MODEL = ASSETS / "default.onnx"
@@ -50,40 +51,7 @@ CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
 # shared by several small images.
 DECODE_CHUNK = 8
 # The label of a prediction below the classifier's min_confidence (its probabilities are kept).
-UNCERTAIN = "uncertain"
 # Frames a video is judged on by default (infer.video samples them).
-DEFAULT_FRAMES = 16
-
-
-@dataclass
-class Prediction:
-    """One input's answer, the one record every predict path makes (the predictor, the server,
-    ``predict --explain``). ``error`` is set (and label/probs empty) when it could not be read.
-
-    Python speaks of ``source`` and ``probs``. The public formats keep their own, documented
-    names for the same fields: the CLI's CSV/JSONL/JSON rows ``path`` and ``p_<class>``
-    (``infer.writers.row_for``), the HTTP API ``name`` and ``probabilities`` (``serve.schemas``).
-    """
-
-    source: str
-    label: str | None = None
-    confidence: float | None = None
-    probs: dict[str, float] = field(default_factory=dict)
-    error: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    def top(self, k: int = 1) -> list[tuple[str, float]]:
-        """The ``k`` most probable classes, best first."""
-        return sorted(self.probs.items(), key=lambda kv: -kv[1])[:k]
-
-    def to_dict(self) -> dict:
-        return {"source": self.source, "label": self.label, "confidence": self.confidence,
-                "probs": dict(self.probs), "error": self.error}
-
-
 
 
 def int8_path(onnx_path: str | os.PathLike) -> Path:
@@ -303,7 +271,6 @@ class Classifier:
         share of frames each class wins; and ``per_frame``, each frame's own prediction with its
         time (and a small JPEG data URL of the model's view with ``thumbnails``).
         Raises ``ImageLoadError`` for a file that is not a readable video."""
-        from .video import classify_video  # imports this module
 
         return classify_video(self, source, name=name, frames=frames, every=every, thumbnails=thumbnails)
 
@@ -315,7 +282,6 @@ class Classifier:
         A video is classified whole on a decode thread (``predict_video(frames=, every=)``).
         With ``errors="raise"``, the predictions of the batches already in the model are
         yielded before the bad input's ``ImageLoadError`` is raised."""
-        from .video import check_sampling
 
         check_sampling(frames, every)
         batch_size = batch_size or self.batch_size
@@ -374,7 +340,6 @@ class Classifier:
     def decode_chunk(self, chunk: list, sampling: dict | None = None) -> list:
         """(name, model input, video's Prediction or ImageLoadError) for each (index, source) of
         ``chunk``."""
-        from .video import takes_video_path  # imports this module
 
         results = []
         for index, source in chunk:
@@ -460,17 +425,6 @@ def warn_if_older_preprocessing(card: dict, path: Path) -> None:
             f"{path.name} was exported for preprocessing version {version} (Pillow's resize); it now gets "
             f"version {PREPROCESS_VERSION}'s pixels (OpenCV's), which may move its answers slightly. "
             f"Re-export it to validate it on them.")
-
-
-def make_prediction(source: str, probs: np.ndarray, classes: list[str], min_confidence: float = 0.0) -> Prediction:
-    """The record of one probability vector: the best class (``"uncertain"`` below
-    ``min_confidence``), its probability and every class's."""
-    best = int(probs.argmax())
-    confident = probs[best] >= min_confidence
-    return Prediction(
-        source=source, label=classes[best] if confident else UNCERTAIN, confidence=float(probs[best]),
-        probs={c: float(p) for c, p in zip(classes, probs)},
-    )
 
 
 def load_any(source, name: str | None = None, *, draft_size: int | None = None,

@@ -21,7 +21,7 @@ import itertools
 import os
 import tempfile
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Iterator
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -30,11 +30,10 @@ from PIL import Image, ImageSequence
 from ..errors import ImageLoadError
 from ..images import BYTES_TYPES, DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, check_pixels, to_rgb
 from ..preprocess import to_crop
-from .predictor import DEFAULT_FRAMES, Prediction, make_prediction
+from .prediction import Prediction, make_prediction
 from .sources import VIDEO_EXTENSIONS, is_url
 
-if TYPE_CHECKING:
-    from .predictor import Classifier
+DEFAULT_FRAMES = 16
 
 # Suffixes that may hold an animation, which counts as a video when it has more than one frame.
 ANIMATION_EXTENSIONS = frozenset({".gif", ".webp"})
@@ -350,9 +349,9 @@ def open_reader(path: str, label: str, container: str) -> CvFrames | PillowFrame
 # ------------------------------------------------------------------------------ classifying
 
 
-def classify_video(clf: Classifier, source, *, name: str | None = None, frames: int = DEFAULT_FRAMES,
+def classify_video(clf, source, *, name: str | None = None, frames: int = DEFAULT_FRAMES,
                    every: float | None = None, thumbnails: bool = False) -> VideoPrediction:
-    """``Classifier.predict_video``: see there."""
+    """``Classifier.predict_video`` for ``clf``, a ``Classifier``: see there."""
     check_sampling(frames, every)
     label = name or str(source if not isinstance(source, BYTES_TYPES) else "<bytes>")
     with open_frames(source, label) as reader:
