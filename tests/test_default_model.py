@@ -121,12 +121,15 @@ def test_int8_matches_fp32_on_this_cpu(held_out_slice):
     assert accuracy["int8"] >= accuracy["fp32"] - 0.003, accuracy
 
 
-def test_auto_precision_takes_8_bit_weights_only_where_they_were_measured():
-    """An int8 model with 8-bit weights was validated on a VNNI CPU, so auto takes it only there;
-    7-bit weights hold on any x86-64 CPU."""
-    eight_bit, seven_bit = {"quantization": {"reduce_range": False}}, {"quantization": {"reduce_range": True}}
+def test_auto_precision_takes_int8_only_where_it_was_measured_as_accurate():
+    """auto runs int8 only if its export found it as accurate as fp32; with 8-bit weights that
+    was measured on a VNNI CPU, so only there; 7-bit weights hold on any x86-64 CPU."""
+    met, not_met = {"met": True}, {"met": False}
+    eight_bit = {"quantization": {"reduce_range": False, "as_default": met}}
+    seven_bit = {"quantization": {"reduce_range": True, "as_default": met}}
     assert int8_validated_here(seven_bit)[0] == is_x86_64()
     assert int8_validated_here(eight_bit)[0] == (is_x86_64() and has_vnni())
+    assert not int8_validated_here({"quantization": {"reduce_range": True, "as_default": not_met}})[0]
 
 
 def test_int8_weights_cannot_saturate_without_vnni():

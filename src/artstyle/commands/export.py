@@ -54,9 +54,12 @@ def register(sub) -> None:
                    help=f"held-out images compared (default {DEFAULT_HOLDOUT_SIZE})")
     q.add_argument("--min-agreement", type=float, default=DEFAULT_MIN_AGREEMENT,
                    help=f"smallest top-1 agreement with fp32 to accept (default {DEFAULT_MIN_AGREEMENT})")
+    q.add_argument("--keep-fp32", action="append", default=[], metavar="PREFIX",
+                   help="also keep in fp32 the convolutions whose weight names start with PREFIX (repeatable; "
+                        "e.g. model.backbone.blocks.0.); the stem and the head always stay fp32")
     q.add_argument("--no-head-refit", dest="head_refit", action="store_false",
                    help="keep a probe run's fp32-fitted head (default: refit it on the int8 trunk's features "
-                        "of the run's training split, which keeps fp32's accuracy)")
+                        "of the run's training split, to the fp32 model's answers)")
     p.set_defaults(func=run)
 
 
@@ -95,7 +98,8 @@ def write_int8(args) -> None:
     from ..infer.predictor import int8_path
     from ..engine.quantize import QuantSettings, quantize_model
 
-    settings = QuantSettings(method=args.calibration_method, calibration_size=args.calibration_size)
+    settings = QuantSettings(method=args.calibration_method, calibration_size=args.calibration_size,
+                             keep_layers=tuple(args.keep_fp32))
     card = quantize_model(args.output, args.run, calibration=args.calibration, holdout=args.holdout,
                           settings=settings, holdout_size=args.holdout_size, min_agreement=args.min_agreement,
                           refit=args.head_refit)

@@ -59,6 +59,10 @@ DEFAULT_METHOD = "minmax"
 DEFAULT_CALIBRATION_SIZE = 500
 DEFAULT_HOLDOUT_SIZE = 500
 DEFAULT_MIN_AGREEMENT = 0.98
+# The rule for running int8 by default in place of fp32: as accurate (at most 0.3 points lower
+# on held-out labelled images) and the same answers (top-1 agreement) on at least 99.5 % of them.
+AS_DEFAULT_MIN_AGREEMENT = 0.995
+AS_DEFAULT_MAX_ACCURACY_LOSS = 0.003
 CALIBRATION_BATCH = 16
 SEED = 0
 # Ops that reduce a feature map to a vector: what follows them is the head (fp32, see above).
@@ -216,15 +220,16 @@ def calibration_reader(input_name: str, batch: np.ndarray):
     return Reader()
 
 
-def fp32_nodes(model_path: Path, *, stem: bool = True, head: bool = True) -> list[str]:
+def fp32_nodes(model_path: Path, *, stem: bool = True, head: bool = True, layers: tuple[str, ...] = ()) -> list[str]:
     """Names of the nodes to keep in fp32: the stem conv (the first Conv of the graph, whose
     nodes are in topological order) and what feeds it (a pixel-input export's normalisation:
     quantising x * scale + bias would round the pixels the stem sees and cost more than it
-    saves), and the head (every node downstream of a spatial reduction)."""
+    saves), the head (every node downstream of a spatial reduction), and the convolutions whose
+    weights' names start with one of ``layers`` (e.g. ``model.backbone.blocks.0.``)."""
     import onnx
 
     graph = onnx.load(str(model_path), load_external_data=False).graph
-    names = []
+    names = [n.name for n in graph.node if n.op_type == "Conv" and layers and n.input[1].startswith(layers)]
     if stem:
         first_conv = next((n for n in graph.node if n.op_type == "Conv"), None)
         names += [first_conv.name] + upstream_of(graph, first_conv) if first_conv is not None else []
@@ -276,6 +281,9 @@ class QuantSettings:
     calibration_size: int = DEFAULT_CALIBRATION_SIZE
     keep_stem: bool = True
     keep_head: bool = True
+    # Weight-name prefixes of further layers to keep in fp32 (for the default model, the first
+    # and last blocks: bench/bench_int8_weights.py, docs/model.md).
+    keep_layers: tuple[str, ...] = ()
     percentile: float = 99.999
     # 7-bit weights where they meet a matrix product: without VNNI, x86 int8 GEMM kernels add
     # pairs of u8 x s8 products in 16-bit registers (pmaddubsw), which saturate unless
@@ -291,7 +299,7 @@ class QuantSettings:
         return {"format": "QDQ", "weights": weights, "reduce_range": self.reduce_range,
                 "activations": "uint8, per tensor",
                 "calibration_method": self.method, "keep_fp32": [n for n, on in
-                (("stem", self.keep_stem), ("head", self.keep_head)) if on]}
+                (("stem", self.keep_stem), ("head", self.keep_head)) if on] + list(self.keep_layers)}
 
 
 def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: str,
@@ -307,7 +315,7 @@ def quantize_file(fp32_path: Path, output: Path, calib: np.ndarray, input_name: 
     with tempfile.TemporaryDirectory(dir=output.parent, prefix=".quant.") as tmp:
         prepared = Path(tmp) / "prepared.onnx"
         quant_pre_process(str(fp32_path), str(prepared), skip_symbolic_shape=False)
-        keep = fp32_nodes(prepared, stem=settings.keep_stem, head=settings.keep_head)
+        keep = fp32_nodes(prepared, stem=settings.keep_stem, head=settings.keep_head, layers=settings.keep_layers)
         eight_bit = depthwise_weights(prepared) if settings.reduce_range else []
         quantize_static(
             str(prepared), str(output), calibration_reader(input_name, calib),
@@ -434,6 +442,7 @@ def refit_head(int8_model: Path, fp32_model: Path, weights: Path, split_dir: Pat
     its ``temperature``, which the graph applies after the head); the run's C and source
     balancing are kept. Returns what the card records; None (nothing changed) for a fine-tuned
     run or a run that kept no split."""
+    from ..data.manifest import class_index
     from .checkpoint import load_model
     from .data import read_split_dir
     from .probe import fit_soft_head, probe_parts, sample_weights, write_head
@@ -462,7 +471,7 @@ def refit_head(int8_model: Path, fp32_model: Path, weights: Path, split_dir: Pat
     write_head_into_graph(int8_model, model, names)
     log.info(f"head refitted on the int8 trunk's features in {time.perf_counter() - tick:.0f}s")
     val = head.predict_proba(features["val"])
-    truth = parts["val"]["label"].map({c: i for i, c in enumerate(spec.classes)}).to_numpy()
+    truth = parts["val"]["label"].map(class_index(spec.classes)).to_numpy()
     return {"refit_on_int8_features": True, "target": "the fp32 model's probabilities",
             "train_rows": int(len(parts["train"])), "rows_per_image": cfg.probe_views + 1, "C": c,
             "balance": cfg.balance, "val_acc": round(float((val.argmax(1) == truth).mean()), 4),
@@ -492,6 +501,15 @@ def agreement(fp32: np.ndarray, int8: np.ndarray, labels: list[str | None], clas
         result["accuracy_fp32"] = round(float((fp32[known].argmax(1) == truth).mean()), 4)
         result["accuracy_int8"] = round(float((int8[known].argmax(1) == truth).mean()), 4)
     return result
+
+
+def as_default_rule(parity: dict) -> dict:
+    """Whether the int8 model may run by default in place of fp32 (``AS_DEFAULT_*``), from its
+    comparison with fp32 on labelled held-out images; not met without labels."""
+    met = ("accuracy_int8" in parity and parity["top1_agreement"] >= AS_DEFAULT_MIN_AGREEMENT
+           and parity["accuracy_int8"] >= parity["accuracy_fp32"] - AS_DEFAULT_MAX_ACCURACY_LOSS)
+    return {"min_top1_agreement": AS_DEFAULT_MIN_AGREEMENT, "max_accuracy_loss": AS_DEFAULT_MAX_ACCURACY_LOSS,
+            "met": bool(met)}
 
 
 def run_model(path: Path, batch: np.ndarray, input_name: str) -> np.ndarray:
@@ -545,7 +563,7 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
             **settings.describe(), "tool": "onnxruntime.quantization.quantize_static",
             "fp32_nodes": len(kept), "calibration_images": int(len(calib)),
             "calibration_source": calib_set.source, "holdout_source": held_set.source,
-            **parity, "min_agreement": min_agreement,
+            **parity, "min_agreement": min_agreement, "as_default": as_default_rule(parity),
             "fp32_model": fp32_path.name, "fp32_onnx_sha256": card["onnx_sha256"],
             "head": head or {"refit_on_int8_features": False},
         }
