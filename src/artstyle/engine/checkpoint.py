@@ -18,27 +18,42 @@ from ..errors import ArtstyleError
 from ..models import ModelSpec, rebuild_model
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write, *, durable: bool = False) -> None:
     """Write through a temporary file in the same folder, then rename: a crash or kill -9
-    leaves either the old file or the new one, never half of one."""
+    leaves either the old file or the new one, never half of one. ``durable``: also fsync the
+    file before the rename and the folder after it, so that a power cut keeps it too (for
+    records a resume trusts)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         write(tmp)
+        if durable:
+            fsync_path(tmp)
         os.replace(tmp, path)
+        if durable:
+            fsync_path(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
 
-def write_json(path: Path, data) -> None:
+def fsync_path(path: str | os.PathLike) -> None:
+    """Flush a file's (or a folder's entries') data to the disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_json(path: Path, data, *, durable: bool = False) -> None:
     def dump(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=2, default=str)
 
-    atomic_write(path, dump)
+    atomic_write(path, dump, durable=durable)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
