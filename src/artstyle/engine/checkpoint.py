@@ -16,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from .. import __version__
 from ..errors import ArtstyleError
 from ..models import ModelSpec, rebuild_model
+from ..sorting._files import fsync_dir
 
 
 def atomic_write(path: Path, write, *, durable: bool = False) -> None:
@@ -30,22 +31,13 @@ def atomic_write(path: Path, write, *, durable: bool = False) -> None:
     try:
         write(tmp)
         if durable:
-            fsync_path(tmp)
+            fsync_dir(tmp)  # os.fsync of what it opens: a file's data too
         os.replace(tmp, path)
         if durable:
-            fsync_path(path.parent)
+            fsync_dir(path.parent)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def fsync_path(path: str | os.PathLike) -> None:
-    """Flush a file's (or a folder's entries') data to the disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json(path: Path, data, *, durable: bool = False) -> None:

@@ -216,7 +216,7 @@ def committed_folds(out: Path, folds: int) -> dict[int, dict]:
 
 def started_folds(out: Path) -> list[str]:
     """What a crossval left in ``out`` that a resume would continue: fold records, fold runs."""
-    return sorted(p.name for p in [*out.glob("folds/fold_*.json"), *out.glob("fold*/run/config.json")])
+    return sorted(str(p.relative_to(out)) for p in [*out.glob("folds/fold_*.json"), *out.glob("fold*/run/config.json")])
 
 
 def read_fold_logits(out: Path, k: int, frame: pd.DataFrame, fold: np.ndarray, classes: list[str]) -> np.ndarray:

@@ -208,17 +208,30 @@ def fit_mlp_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, group
     z = scaler.transform(x)
     fit, stop = next(GroupShuffleSplit(n_splits=1, test_size=MLP_STOP_FRACTION, random_state=seed).split(z, y, groups))
     w = np.ones(len(y)) if weights is None else weights
+    fit, fit_kwargs = weighted_rows(MLPClassifier, fit, w, seed)
     mlp = MLPClassifier(hidden_layer_sizes=(hidden,), random_state=seed)
     labels = np.arange(n_classes)
     best, best_loss, best_epoch, epoch = None, np.inf, -1, 0
     for epoch in range(MLP_MAX_EPOCHS):
-        mlp.partial_fit(z[fit], y[fit], sample_weight=w[fit], classes=labels)
+        mlp.partial_fit(z[fit], y[fit], classes=labels, **fit_kwargs)
         loss = log_loss(y[stop], mlp.predict_proba(z[stop]), sample_weight=w[stop], labels=labels)
         if loss < best_loss - 1e-4:
             best, best_loss, best_epoch = copy.deepcopy(mlp), loss, epoch
         elif epoch - best_epoch >= MLP_PATIENCE:
             break
     return Pipeline([("standardscaler", scaler), ("mlpclassifier", best)]), epoch + 1, best_epoch
+
+
+def weighted_rows(estimator, rows: np.ndarray, weights: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """(rows, fit keyword arguments) that weigh ``rows`` by ``weights``: as sample weights where
+    the estimator takes them (MLPClassifier from scikit-learn 1.7), else by drawing as many rows
+    with probability in proportion to their weights."""
+    import inspect
+
+    if "sample_weight" in inspect.signature(estimator.partial_fit).parameters:
+        return rows, {"sample_weight": weights[rows]}
+    drawn = np.random.default_rng(seed).choice(rows, size=len(rows), p=weights[rows] / weights[rows].sum())
+    return np.sort(drawn), {}
 
 
 def head_fitter(cfg: TrainConfig, c: float, n_classes: int):
