@@ -34,11 +34,12 @@ class TrainConfig:
     pretrained: bool = opt(True, "False = random initialisation (labelled as such everywhere)")
     image_size: int = opt(150, "the seed notebook's 150x150")
     drop_rate: float = opt(0.2, "dropout before the classifier, as in the seed")
-    hidden: int = opt(0, "optional hidden layer in the head (0 = linear head)")
+    hidden: int = opt(0, "optional hidden layer in the head (0 = linear head); with --probe-head mlp its width "
+                         "(0 = 512)")
     head: str = opt("pooled", "pooled (timm's head on the last layer) or style (per-channel mean and std of "
                     "every level plus the pooled features: sees how a picture is drawn)", ("pooled", "style"))
     # --- schedule ---
-    mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + linear head)", ("finetune", "probe"))
+    mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + a fitted head, see --probe-head)", ("finetune", "probe"))
     epochs: int = opt(20, "maximum epochs (early stopping usually ends sooner)")
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))

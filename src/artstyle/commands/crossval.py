@@ -17,7 +17,8 @@ def register(sub) -> None:
         description="Hold out whole groups (the source folder of CLASS/SOURCE/file.jpg, or scan --group-by) "
         "in each of K stratified folds, predict every image with the fold model that did not see its source, "
         "and report pooled, per-group, mean-over-groups and worst-group accuracy with a temperature fitted on "
-        "the held-out predictions. Writes metrics.json, predictions.csv, groups.png, reliability.png, report.md.",
+        "the held-out predictions. Writes metrics.json, predictions.csv, groups.png, reliability.png, report.md. "
+        "Each fold is committed as it finishes (DIR/folds/), so --resume continues a killed crossval.",
     )
     p.add_argument("data", nargs="?", default=None,
                    help="data dir (CLASS/SOURCE/file.jpg) or manifest CSV with a group column")
