@@ -123,6 +123,31 @@ def test_style_probe_shares_its_feature_cache_and_exports(shared_subset, tmp_pat
     assert card["parity"]["passed"]
 
 
+@pytest.mark.parametrize("head", ["pooled", "style"])
+def test_mlp_probe_head_is_the_model_s_hidden_layer_and_exports(shared_subset, tmp_path, capsys, head):
+    """--probe-head mlp: scikit-learn's MLP, early-stopped on held-out sources, written into the
+    model's hidden head layer; evaluate reproduces its validation accuracy and ONNX matches it."""
+    from artstyle.engine.export import export_onnx
+
+    result = train(data=str(shared_subset), output=str(tmp_path / "mlp"), mode="probe", probe_head="mlp",
+                   head=head, balance="groups", **TINY)
+    (row,) = pd.read_csv(result.run_dir / "history.csv").to_dict("records")
+    assert row["hidden"] == 512 and 0 <= row["mlp_best_epoch"] < row["mlp_epochs"] <= 200
+    meta = json.loads((result.run_dir / "weights" / "best.json").read_text())
+    assert meta["hidden"] == 512 and meta["head"] == head
+    metrics = evaluate(result.run_dir, result.run_dir / "data/val.csv", tmp_path / "eval", workers=0, quiet=True)
+    assert metrics["accuracy"] == pytest.approx(result.best["val_acc"], abs=1e-6)
+    assert metrics["accuracy"] >= 0.6  # three classes: chance is 1/3
+    card = export_onnx(result.run_dir, tmp_path / "mlp.onnx")
+    assert card["parity"]["passed"]
+    # The int8 export's head refit is linear: refused before any work, in one line.
+    capsys.readouterr()
+    assert main(["export", str(result.run_dir), "-o", str(tmp_path / "q.onnx"), "--int8"]) == 1
+    stderr = capsys.readouterr().err
+    assert "--no-head-refit" in stderr and len(stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def temp_files(folder: Path, name: str) -> list[str]:
     """atomic_write's temporary files for ``name`` (present only while it is being written)."""
     try:

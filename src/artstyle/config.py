@@ -17,6 +17,9 @@ def opt(default, help: str, choices: tuple | None = None):
     return field(default=default, metadata={"help": help, "choices": choices})
 
 
+MLP_HIDDEN = 512  # the MLP probe head's hidden units when --hidden is not given
+
+
 @dataclass
 class TrainConfig:
     # --- data ---
@@ -31,11 +34,12 @@ class TrainConfig:
     pretrained: bool = opt(True, "False = random initialisation (labelled as such everywhere)")
     image_size: int = opt(150, "the seed notebook's 150x150")
     drop_rate: float = opt(0.2, "dropout before the classifier, as in the seed")
-    hidden: int = opt(0, "optional hidden layer in the head (0 = linear head)")
+    hidden: int = opt(0, "optional hidden layer in the head (0 = linear head); with --probe-head mlp its width "
+                         "(0 = 512)")
     head: str = opt("pooled", "pooled (timm's head on the last layer) or style (per-channel mean and std of "
                     "every level plus the pooled features: sees how a picture is drawn)", ("pooled", "style"))
     # --- schedule ---
-    mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + linear head)", ("finetune", "probe"))
+    mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + a fitted head, see --probe-head)", ("finetune", "probe"))
     epochs: int = opt(20, "maximum epochs (early stopping usually ends sooner)")
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
@@ -45,6 +49,9 @@ class TrainConfig:
     probe_views: int = opt(0, "probe/crossval: extra views of each training image with the anti-shortcut "
                               "augmentations (borders, rescaling, JPEG, grayscale), their features cached too")
     probe_c: float = opt(0.0, "probe: inverse L2 strength C of the logistic head; 0 = choose it on the val split")
+    probe_head: str = opt("linear", "probe/crossval: linear (logistic regression) or mlp (one hidden ReLU layer of "
+                          "--hidden units, default 512, early-stopped on held-out groups of the training rows)",
+                          ("linear", "mlp"))
     weight_decay: float = opt(0.01, "decoupled weight decay (AdamW)")
     label_smoothing: float = opt(0.1, "label smoothing of the training loss")
     freeze_epochs: int = opt(1, "warm-up epochs training only the head, then full fine-tuning")
@@ -71,6 +78,13 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def model_hidden(self) -> int:
+        """Width of the model's hidden head layer: ``hidden``, or for an MLP probe head its default."""
+        if self.mode == "probe" and self.probe_head == "mlp":
+            return self.hidden or MLP_HIDDEN
+        return self.hidden
 
     @classmethod
     def from_dict(cls, data: dict, source: str = "") -> "TrainConfig":
@@ -108,3 +122,18 @@ TINY_SIDE = 32  # px: below this on the short side there is little style left to
 
 # Settings that may differ between an interrupted run and its --resume.
 RESUMABLE_OVERRIDES = {"workers", "device", "output", "feature_cache"}
+
+
+def resumed_config(saved: TrainConfig, overrides: dict, run_dir, extra: dict | None = None) -> TrainConfig:
+    """``saved`` with the explicitly given settings that may change on a resume (workers, device...);
+    any other given setting that differs, or any differing ``extra`` {name: (saved, asked)}, is refused."""
+    changed = {k: (getattr(saved, k), v) for k, v in overrides.items()
+               if k not in RESUMABLE_OVERRIDES and v is not None and getattr(saved, k) != v}
+    changed |= {k: (old, new) for k, (old, new) in (extra or {}).items() if new is not None and old != new}
+    if changed:
+        diff = ", ".join(f"{k}: run has {old!r}, asked {new!r}" for k, (old, new) in changed.items())
+        raise ArtstyleError(f"cannot --resume {run_dir} with a different config ({diff})")
+    for key in RESUMABLE_OVERRIDES & overrides.keys():
+        if overrides[key] is not None and key != "output":
+            setattr(saved, key, overrides[key])
+    return saved

@@ -1,11 +1,13 @@
 """Probe mode: a frozen backbone whose features are computed once (and cached in the run
-directory), then a standardised logistic-regression head fitted by scikit-learn in seconds.
+directory), then a standardised logistic-regression head fitted by scikit-learn in seconds (or, with
+``probe_head="mlp"``, a one-hidden-layer MLP early-stopped on held-out sources).
 
 With ``head="style"`` the features are the style statistics of every level (:mod:`artstyle.models.style`);
 with ``balance="groups"`` every source weighs the same in the fit. The regularisation C is chosen
 on the validation split (or fixed with ``probe_c``) and the temperature is fitted on it too: with
 a split by group, both are chosen on sources the head never saw. The result is an ordinary
-checkpoint: the backbone plus a linear head holding the fitted coefficients."""
+checkpoint: the backbone plus a linear head holding the fitted coefficients (an MLP head goes
+into the model's hidden head layer, so it exports like any model)."""
 
 from __future__ import annotations
 
@@ -33,6 +35,9 @@ from .transforms import create_eval_transform, create_view_augmentation
 log = logging.getLogger("artstyle")
 C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 MAX_ITER = 3000
+# The MLP head: epochs of Adam at most, epochs without a better held-out loss before stopping,
+# and the share of training groups held out to decide when.
+MLP_MAX_EPOCHS, MLP_PATIENCE, MLP_STOP_FRACTION = 200, 10, 0.15
 
 
 def raw_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -152,8 +157,7 @@ def group_weights(frame: pd.DataFrame) -> np.ndarray:
     """Sample weights under which every class weighs the same and, within a class, every group
     (source) does: one source of 956 face crops then counts as much as one of 20 comic pages.
     Rows without a group count as groups of their own. Mean weight 1."""
-    groups = frame["group"].where(frame["group"] != "", frame["path"]) if "group" in frame else frame["path"]
-    unit = frame["label"].astype(str) + "\0" + groups.astype(str)
+    unit = frame["label"].astype(str) + "\0" + pd.Series(groups_of(frame), index=frame.index)
     per_unit = unit.map(unit.value_counts())
     units_in_class = frame["label"].map(unit.groupby(frame["label"]).nunique())
     weights = 1.0 / (per_unit * units_in_class).to_numpy(dtype=np.float64)
@@ -179,6 +183,70 @@ def fit_head(x: np.ndarray, y: np.ndarray, c: float, weights: np.ndarray | None 
     return pipeline.fit(x, y, logisticregression__sample_weight=weights)
 
 
+def groups_of(frame: pd.DataFrame) -> np.ndarray:
+    """The source of each row (its path where it has no group): augmented views share their image's."""
+    groups = frame["group"].where(frame["group"] != "", frame["path"]) if "group" in frame else frame["path"]
+    return groups.astype(str).to_numpy()
+
+
+def fit_mlp_head(x: np.ndarray, y: np.ndarray, weights: np.ndarray | None, groups: np.ndarray, *,
+                 hidden: int, n_classes: int, seed: int):
+    """Standardise, then scikit-learn's MLPClassifier (one hidden ReLU layer), one epoch at a
+    time, kept at the epoch with the lowest weighted log-loss on a held-out slice of whole groups
+    (``GroupShuffleSplit``): MLPClassifier's own early stopping holds out random rows, whose
+    sources it has seen. Returns (pipeline, epochs trained, the best epoch)."""
+    import copy
+
+    from sklearn.metrics import log_loss
+    from sklearn.model_selection import GroupShuffleSplit
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    if len(set(groups)) < 2:
+        raise ArtstyleError("the mlp probe head needs at least 2 groups (sources) to early-stop on unseen ones")
+    scaler = StandardScaler().fit(x)
+    z = scaler.transform(x)
+    fit, stop = next(GroupShuffleSplit(n_splits=1, test_size=MLP_STOP_FRACTION, random_state=seed).split(z, y, groups))
+    w = np.ones(len(y)) if weights is None else weights
+    fit, fit_kwargs = weighted_rows(MLPClassifier, fit, w, seed)
+    mlp = MLPClassifier(hidden_layer_sizes=(hidden,), random_state=seed)
+    labels = np.arange(n_classes)
+    best, best_loss, best_epoch, epoch = None, np.inf, -1, 0
+    for epoch in range(MLP_MAX_EPOCHS):
+        mlp.partial_fit(z[fit], y[fit], classes=labels, **fit_kwargs)
+        loss = log_loss(y[stop], mlp.predict_proba(z[stop]), sample_weight=w[stop], labels=labels)
+        if loss < best_loss - 1e-4:
+            best, best_loss, best_epoch = copy.deepcopy(mlp), loss, epoch
+        elif epoch - best_epoch >= MLP_PATIENCE:
+            break
+    return Pipeline([("standardscaler", scaler), ("mlpclassifier", best)]), epoch + 1, best_epoch
+
+
+def weighted_rows(estimator, rows: np.ndarray, weights: np.ndarray, seed: int) -> tuple[np.ndarray, dict]:
+    """(rows, fit keyword arguments) that weigh ``rows`` by ``weights``: as sample weights where
+    the estimator takes them (MLPClassifier from scikit-learn 1.7), else by drawing as many rows
+    with probability in proportion to their weights."""
+    import inspect
+
+    if "sample_weight" in inspect.signature(estimator.partial_fit).parameters:
+        return rows, {"sample_weight": weights[rows]}
+    drawn = np.random.default_rng(seed).choice(rows, size=len(rows), p=weights[rows] / weights[rows].sum())
+    return np.sort(drawn), {}
+
+
+def head_fitter(cfg: TrainConfig, c: float, n_classes: int):
+    """``fit(x, y, weights, groups) -> pipeline`` for ``cfg.probe_head``: the logistic head at C
+    ``c``, or the MLP head."""
+    if cfg.probe_head == "mlp":
+        def fit(x, y, weights, groups):
+            return fit_mlp_head(x, y, weights, groups, hidden=cfg.model_hidden, n_classes=n_classes, seed=cfg.seed)[0]
+    else:
+        def fit(x, y, weights, groups):
+            return fit_head(x, y, c, weights)
+    return fit
+
+
 def fit_soft_head(x: np.ndarray, soft_targets: np.ndarray, c: float, weights: np.ndarray | None = None):
     """``fit_head`` on soft targets (another model's probabilities): each row once per class,
     weighted by that class's probability, is the cross-entropy against the distribution."""
@@ -190,24 +258,38 @@ def fit_soft_head(x: np.ndarray, soft_targets: np.ndarray, c: float, weights: np
 def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classes: list[str]):
     """Fit for each C (only ``cfg.probe_c`` when set) and keep the best on validation accuracy,
     then log-loss. Returns (pipeline, its row, every row)."""
-    from sklearn.metrics import log_loss
-
-    labels = np.arange(len(classes))
     history, best, best_key = [], None, None
     for epoch, c in enumerate([cfg.probe_c] if cfg.probe_c > 0 else C_GRID):
         tick = time.perf_counter()
         head = fit_head(features["train"], targets["train"], c, weights)
-        row = {"epoch": epoch, "C": c}
-        for name in ("train", "val"):
-            probs = head.predict_proba(features[name])
-            row[f"{name}_loss"] = log_loss(targets[name], probs, labels=labels)
-            row[f"{name}_acc"] = float((probs.argmax(1) == targets[name]).mean())
-        row["seconds"] = time.perf_counter() - tick
+        row = scored_row(head, features, targets, classes, {"epoch": epoch, "C": c}, tick)
         history.append(row)
         key = (row["val_acc"], -row["val_loss"])
         if best_key is None or key > best_key:
             best, best_key = (head, row), key
     return (*best, history)
+
+
+def scored_row(head, features: dict, targets: dict, classes: list[str], row: dict, tick: float) -> dict:
+    """``row`` with the head's loss and accuracy on train and val, and the seconds since ``tick``."""
+    from sklearn.metrics import log_loss
+
+    for name in ("train", "val"):
+        probs = head.predict_proba(features[name])
+        row[f"{name}_loss"] = log_loss(targets[name], probs, labels=np.arange(len(classes)))
+        row[f"{name}_acc"] = float((probs.argmax(1) == targets[name]).mean())
+    return row | {"seconds": time.perf_counter() - tick}
+
+
+def choose_mlp_head(features: dict, targets: dict, cfg: TrainConfig, weights, groups, classes: list[str]):
+    """The MLP head, early-stopped on held-out groups of the training rows (the val split only
+    scores it, as it scores the linear heads). Returns (pipeline, its row, every row)."""
+    tick = time.perf_counter()
+    head, epochs, best_epoch = fit_mlp_head(features["train"], targets["train"], weights, groups,
+                                            hidden=cfg.model_hidden, n_classes=len(classes), seed=cfg.seed)
+    row = scored_row(head, features, targets, classes,
+                     {"epoch": 0, "hidden": cfg.model_hidden, "mlp_epochs": epochs, "mlp_best_epoch": best_epoch}, tick)
+    return head, row, [row]
 
 
 def probe_parts(frames: dict[str, pd.DataFrame], cfg: TrainConfig) -> dict[str, pd.DataFrame]:
@@ -220,32 +302,49 @@ def fit_probe_head(features: dict, parts: dict[str, pd.DataFrame], cfg: TrainCon
     """The probe recipe on ``features`` of ``probe_parts``: (pipeline, its row, every row, targets).
     One function for the run and for an int8 export's refit, so that both fit the same head."""
     targets = {name: frame["label"].map(class_index(classes)).to_numpy() for name, frame in parts.items()}
-    head, best_row, history = choose_head(features, targets, cfg, sample_weights(parts["train"], cfg.balance), classes)
+    weights = sample_weights(parts["train"], cfg.balance)
+    if cfg.probe_head == "mlp":
+        head, best_row, history = choose_mlp_head(features, targets, cfg, weights, groups_of(parts["train"]), classes)
+    else:
+        head, best_row, history = choose_head(features, targets, cfg, weights, classes)
     return head, best_row, history, targets
 
 
+def fitted_layers(fitted) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(weight as out x in, bias) of each layer of a fitted logistic regression or MLPClassifier;
+    scikit-learn's binary form (one output for the positive class) becomes two softmax logits."""
+    if hasattr(fitted, "coefs_"):  # MLPClassifier: ReLU between its layers, as the model's hidden head
+        pairs = [(w.T, b) for w, b in zip(fitted.coefs_, fitted.intercepts_)]
+    else:
+        pairs = [(fitted.coef_, fitted.intercept_)]
+    layers = [(torch.from_numpy(np.ascontiguousarray(w)).float(), torch.from_numpy(b).float()) for w, b in pairs]
+    weight, bias = layers[-1]
+    if weight.shape[0] == 1:  # sigmoid(z) is softmax([-z/2, z/2])
+        layers[-1] = torch.cat([-weight / 2, weight / 2]), torch.cat([-bias / 2, bias / 2])
+    return layers
+
+
 def write_head(model: torch.nn.Module, pipeline) -> None:
-    """Copy the fitted scaler and logistic regression into the model's own layers."""
-    scaler, logistic = pipeline[0], pipeline[-1]
-    weight = torch.from_numpy(logistic.coef_).float()
-    bias = torch.from_numpy(logistic.intercept_).float()
+    """Copy the fitted scaler and logistic regression (or MLP) into the model's own layers."""
+    scaler, layers = pipeline[0], fitted_layers(pipeline[-1])
     mean, std = torch.from_numpy(scaler.mean_).float(), torch.from_numpy(scaler.scale_).float()
-    if logistic.coef_.shape[0] == 1:  # scikit-learn's binary form: one row for the positive class
-        weight, bias = torch.cat([-weight / 2, weight / 2]), torch.cat([-bias / 2, bias / 2])
-    head = model.get_classifier()
+    linears = [m for m in model.get_classifier().modules() if isinstance(m, torch.nn.Linear)]
+    if len(linears) != len(layers):
+        raise ArtstyleError(f"the model's head has {len(linears)} linear layers but the fitted head {len(layers)}")
+    (weight, bias), rest = layers[0], zip(linears[1:], layers[1:])
     with torch.no_grad():
         if isinstance(model, StyleClassifier):
             model.set_standardisation(mean, std)
-            head.weight.copy_(weight)
-            head.bias.copy_(bias)
-        else:  # fold the standardisation into the linear layer: W (x - m) / s + b
-            head.weight.copy_(weight / std)
-            head.bias.copy_(bias - (weight / std) @ mean)
+        else:  # fold the standardisation into the first linear layer: W (x - m) / s + b
+            weight, bias = weight / std, bias - (weight / std) @ mean
+        for layer, (w, b) in [(linears[0], (weight, bias)), *rest]:
+            layer.weight.copy_(w)
+            layer.bias.copy_(b)
 
 
 def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> dict:
-    if spec.hidden:
-        raise ArtstyleError("--mode probe fits a linear head; drop --hidden")
+    if spec.hidden and cfg.probe_head != "mlp":
+        raise ArtstyleError("--mode probe fits a linear head; drop --hidden or pass --probe-head mlp")
     tick = time.perf_counter()
     parts = probe_parts(frames, cfg)
     features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,
@@ -256,7 +355,8 @@ def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> d
     temperature = fit_temperature(logits_from_probs(head.predict_proba(features["val"])), targets["val"])
     write_head(model, head)
     for row in history:
-        log.info(f"C={row['C']:<5} train acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} "
+        name = f"C={row['C']:<5}" if "C" in row else f"MLP {row['hidden']} hidden, best of {row['mlp_epochs']} epochs"
+        log.info(f"{name} train acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} "
                  f"acc {row['val_acc']:.4f}{'  *best*' if row is best_row else ''}")
     log.info(f"temperature {temperature:.3f} (fitted on the val split)")
     meta = {"epoch": best_row["epoch"], "metrics": best_row, "config": cfg.to_dict(), "temperature": temperature}

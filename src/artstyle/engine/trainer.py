@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from ..config import RESUMABLE_OVERRIDES, TrainConfig, check_option_names
+from ..config import TrainConfig, check_option_names, resumed_config
 from ..data.manifest import class_index
 from ..errors import ArtstyleError
 from ..models import ModelSpec, create_model
@@ -132,15 +132,7 @@ def config_for_resume(run_dir: Path, overrides: dict) -> TrainConfig:
     except ValueError as exc:
         raise ArtstyleError(f"{path}: not valid JSON ({exc})") from None
     saved.output = str(run_dir)
-    changed = {k: (getattr(saved, k), v) for k, v in overrides.items()
-               if k not in RESUMABLE_OVERRIDES and v is not None and getattr(saved, k) != v}
-    if changed:
-        diff = ", ".join(f"{k}: run has {old!r}, asked {new!r}" for k, (old, new) in changed.items())
-        raise ArtstyleError(f"cannot --resume {run_dir} with a different config ({diff})")
-    for key in RESUMABLE_OVERRIDES & overrides.keys():
-        if overrides[key] is not None and key != "output":
-            setattr(saved, key, overrides[key])
-    return saved
+    return resumed_config(saved, overrides, run_dir)
 
 
 def load_data(cfg: TrainConfig, run_dir: Path, info: DistInfo) -> dict[str, pd.DataFrame]:
@@ -385,7 +377,7 @@ def run_training(cfg: TrainConfig, info: DistInfo, resuming: bool) -> TrainResul
     frames = load_data(cfg, run_dir, info)
     classes = class_names(frames)
     model, spec = create_model(cfg.backbone, classes, pretrained=cfg.pretrained, weights=cfg.weights or None,
-                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.hidden,
+                               image_size=cfg.image_size, drop_rate=cfg.drop_rate, hidden=cfg.model_hidden,
                                head=cfg.head)
     run_on_main(info, record_run_start, run_dir, cfg, frames, classes, spec, device, info)
     model.to(device)

@@ -60,16 +60,18 @@ def resolve_arch(backbone: str) -> str:
     return arch
 
 
+def hidden_head(in_features: int, num_classes: int, hidden: int, drop_rate: float) -> nn.Module:
+    """linear -> ReLU -> dropout -> linear: the head with a hidden layer (also an MLP probe's)."""
+    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
+                         nn.Linear(hidden, num_classes))
+
+
 def build_head(model: nn.Module, num_classes: int, hidden: int, drop_rate: float) -> None:
     """global pool -> dropout -> linear (timm's own head), or with a hidden layer when asked."""
     model.reset_classifier(num_classes)
     if hidden:
         attr = model.pretrained_cfg.get("classifier", "classifier")
-        in_features = model.num_features
-        setattr(model, attr, nn.Sequential(
-            nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
-            nn.Linear(hidden, num_classes),
-        ))
+        setattr(model, attr, hidden_head(model.num_features, num_classes, hidden, drop_rate))
 
 
 def create_model(
@@ -117,15 +119,15 @@ HEADS = ("pooled", "style")
 def check_head(head: str, hidden: int) -> None:
     if head not in HEADS:
         raise ArtstyleError(f"unknown head '{head}' (choose {' or '.join(HEADS)})")
-    if head == "style" and hidden:
-        raise ArtstyleError("the style head is linear; drop --hidden")
+    if hidden < 0:
+        raise ArtstyleError(f"--hidden {hidden}: give a number of units, or 0 for a linear head")
 
 
 def attach_head(model: nn.Module, spec: ModelSpec) -> nn.Module:
     if spec.head == "style":
         from .style import StyleClassifier
 
-        return StyleClassifier(model, len(spec.classes), spec.drop_rate)
+        return StyleClassifier(model, len(spec.classes), spec.drop_rate, spec.hidden)
     build_head(model, len(spec.classes), spec.hidden, spec.drop_rate)
     return model
 

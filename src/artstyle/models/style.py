@@ -47,9 +47,12 @@ def style_statistics(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
 
 
 class StyleClassifier(nn.Module):
-    """``backbone`` -> style statistics -> standardise -> dropout -> linear."""
+    """``backbone`` -> style statistics -> standardise -> dropout -> linear (or, with ``hidden``
+    units, linear -> ReLU -> dropout -> linear: an MLP probe's head)."""
 
-    def __init__(self, backbone: nn.Module, num_classes: int, drop_rate: float = 0.0):
+    def __init__(self, backbone: nn.Module, num_classes: int, drop_rate: float = 0.0, hidden: int = 0):
+        from .factory import hidden_head
+
         super().__init__()
         self.backbone = backbone
         self.backbone.reset_classifier(0)
@@ -58,13 +61,13 @@ class StyleClassifier(nn.Module):
         self.register_buffer("feature_mean", torch.zeros(dim))
         self.register_buffer("feature_std", torch.ones(dim))
         self.drop = nn.Dropout(drop_rate)
-        self.classifier = nn.Linear(dim, num_classes)
+        self.classifier = hidden_head(dim, num_classes, hidden, drop_rate) if hidden else nn.Linear(dim, num_classes)
 
     @property
     def num_features(self) -> int:
-        return self.classifier.in_features
+        return self.feature_mean.numel()
 
-    def get_classifier(self) -> nn.Linear:
+    def get_classifier(self) -> nn.Module:
         return self.classifier
 
     def set_standardisation(self, mean: torch.Tensor, std: torch.Tensor) -> None:

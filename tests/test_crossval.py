@@ -1,0 +1,128 @@
+"""Long comparisons: a crossval killed with kill -9 resumes at its first unfinished fold and ends
+with what an uninterrupted one writes; a line per fold with an ETA; the MLP probe head in
+crossval, train and export. Real images (artstyle-v1 and -v2), real weights, real processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from process_support import kill_when
+from test_groups import grouped_data, grouped_manifest  # noqa: F401 - fixtures
+
+REPO = Path(__file__).parents[1]
+# Same threads in every process: same arithmetic, so a resumed run can equal an uninterrupted one.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO / "src")}
+# The MLP head on 3 folds of 12 real sources at 48 px, each image with one augmented view.
+RECIPE = ["--folds", "3", "--image-size", "48", "--workers", "0", "--probe-head", "mlp", "--probe-views", "1"]
+
+
+def artstyle(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "artstyle", *args], capture_output=True, text=True, timeout=600,
+                          env=ENV)
+
+
+def launch(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "artstyle", *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True, env=ENV)
+
+
+def refused(capsys, args: list[str], *fragments: str) -> None:
+    """The command line (in this process: a refusal comes before any work) exits 1 with one line."""
+    from artstyle.cli import main
+
+    code, stderr = main(args), capsys.readouterr().err
+    assert code == 1 and len(stderr.strip().splitlines()) == 1, stderr
+    for fragment in fragments:
+        assert fragment in stderr, stderr
+
+
+def results_of(out: Path) -> tuple[dict, pd.DataFrame]:
+    metrics = json.loads((out / "metrics.json").read_text())
+    del metrics["seconds"]  # wall-clock time, the one figure two runs never share
+    return metrics, pd.read_csv(out / "predictions.csv")
+
+
+@pytest.fixture(scope="module")
+def straight(grouped_manifest, tmp_path_factory):  # noqa: F811
+    """An uninterrupted crossval with the MLP head."""
+    out = tmp_path_factory.mktemp("straight") / "cv"
+    done = artstyle("crossval", str(grouped_manifest), *RECIPE, "-o", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    return out, done
+
+
+def test_mlp_head_crossval_beats_chance_and_reports_each_fold_with_an_eta(straight):
+    out, done = straight
+    metrics, predictions = results_of(out)
+    assert metrics["probe_head"] == "mlp" and metrics["n"] == len(predictions) == 48
+    assert metrics["mean_accuracy"] > 0.45  # three classes: chance is 1/3
+    lines = [line for line in done.stderr.splitlines() if line.startswith("fold ")]
+    assert [line.split(" done")[0] for line in lines] == ["fold 1/3", "fold 2/3", "fold 3/3"]
+    assert all("held-out images, accuracy" in line for line in lines)
+    assert "ETA" in lines[0] and "ETA" in lines[1] and lines[2].endswith("all folds done")
+    for k in range(3):
+        record = json.loads((out / "folds" / f"fold_{k}.json").read_text())
+        assert record["fold"] == k and record["n"] == metrics["fold_rows"][k]["n"]
+        assert record["accuracy"] == pytest.approx(metrics["fold_rows"][k]["accuracy"])
+
+
+def test_kill_9_then_resume_writes_what_an_uninterrupted_crossval_writes(straight, grouped_manifest, tmp_path,  # noqa: F811
+                                                                         capsys):
+    reference, _ = straight
+    manifest, out = tmp_path / "manifest.csv", tmp_path / "cv"
+    shutil.copyfile(grouped_manifest, manifest)  # the same images, in a file this test may change
+    folds = out / "folds"
+    run = ["crossval", str(manifest), *RECIPE, "-o", str(out)]
+
+    # Killed before any fold finished: nothing to resume, and a new start is allowed.
+    kill_when(launch(*run), lambda: (folds / "plan.json").is_file())
+    refused(capsys, [*run, "--resume"], "no fold has finished yet")
+
+    # Killed once the first fold is committed.
+    kill_when(launch(*run), lambda: (folds / "fold_0.json").is_file())
+    assert not (out / "metrics.json").exists()
+    committed = sorted(p.name for p in folds.glob("fold_?.json"))
+    assert committed and len(committed) < 3, committed
+    refused(capsys, run, "already holds a started crossval", "--resume")
+    refused(capsys, [*run, "--resume", "--probe-c", "0.5"], "different config", "probe_c")
+    original = manifest.read_text()
+    manifest.write_text("".join(original.splitlines(keepends=True)[:-1]))  # one image fewer
+    refused(capsys, [*run, "--resume"], "different config", "the data")
+    manifest.write_text(original)
+
+    # A predictions file without its record, as a kill between the two leaves it, is not trusted.
+    (folds / "fold_2_predictions.csv").write_text("path,label\nforged,anime\n")
+    resumed = artstyle("crossval", "--resume", "-o", str(out))  # the saved settings
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{len(committed)} of 3 folds done, continuing at fold {len(committed)}" in resumed.stderr
+    assert f"fold {len(committed) + 1}/3 done" in resumed.stderr
+    (ours, our_predictions), (theirs, their_predictions) = results_of(out), results_of(reference)
+    assert ours.pop("data") == str(manifest) and theirs.pop("data") == str(grouped_manifest)
+    assert ours == theirs
+    pd.testing.assert_frame_equal(our_predictions, their_predictions)
+    assert not list(folds.glob(".*.tmp"))
+
+
+def test_resume_refuses_a_folder_where_no_crossval_started(tmp_path, capsys):
+    refused(capsys, ["crossval", "--resume", "-o", str(tmp_path / "none")], "no crossval was started")
+
+
+def test_no_progress_silences_the_fold_lines(grouped_manifest, tmp_path, capfd):  # noqa: F811
+    from artstyle.engine.crossval import crossval
+
+    cache = tmp_path / "cache"
+    crossval(data=str(grouped_manifest), output=str(tmp_path / "a"), folds=2, mode="probe", image_size=48,
+             workers=0, feature_cache=str(cache), progress=False)
+    assert "fold " not in capfd.readouterr().err
+    done = artstyle("crossval", str(grouped_manifest), "--folds", "2", "--image-size", "48", "--workers", "0",
+                    "--feature-cache", str(cache), "--no-progress", "-o", str(tmp_path / "b"))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "fold " not in done.stderr and "ETA" not in done.stderr
+    assert results_of(tmp_path / "a")[0] == results_of(tmp_path / "b")[0]
