@@ -124,7 +124,7 @@ def fold_head_logits(features: np.ndarray, views: pd.DataFrame, fold: np.ndarray
     fold k's images from ``features``, then from each of ``also_score``."""
     from .probe import groups_of, sample_weights, views_of
 
-    targets = views["label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    targets = views["label"].map(class_index(classes)).to_numpy()
     view_fold = np.tile(fold, len(views) // len(fold))
     train, held = view_fold != k, (views_of(views) == 0).to_numpy() & (view_fold == k)
     head = fit(features[train], targets[train], sample_weights(views[train], balance), groups_of(views[train]))
@@ -193,7 +193,7 @@ def commit_fold(out: Path, k: int, frame: pd.DataFrame, fold: np.ndarray, logits
     rows = frame.loc[held, ["path", "label", "group"]].assign(
         fold=k, **{f"logit_{c}": logits[:, i] for i, c in enumerate(classes)})
     ckpt.atomic_write(predictions_path, lambda tmp: rows.to_csv(tmp, index=False))
-    targets = frame.loc[held, "label"].map({c: i for i, c in enumerate(classes)}).to_numpy()
+    targets = frame.loc[held, "label"].map(class_index(classes)).to_numpy()
     record = {"fold": k, "n": int(held.sum()), "accuracy": float((logits.argmax(1) == targets).mean()),
               "seconds": seconds, "predictions": predictions_path.name,
               "predictions_sha256": file_sha256(predictions_path)}
