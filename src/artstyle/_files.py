@@ -36,3 +36,12 @@ def check_sha256(content: bytes | Path, expected: str, path: str | os.PathLike, 
 def run_weights(folder: str | os.PathLike) -> Path | None:
     """The weights of the training run in ``folder`` (see ``RUN_WEIGHTS``), or None."""
     return next((Path(folder) / name for name in RUN_WEIGHTS if (Path(folder) / name).is_file()), None)
+
+
+def fsync(path: str | os.PathLike) -> None:
+    """Flush a file's or a folder's (its entries') pending writes to disk."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -12,7 +12,7 @@ never imports them. matplotlib and scikit-learn load only when show/audit run, a
 below loads its module on first use (PEP 562): ``artstyle.data.manifest`` alone imports pandas only.
 """
 
-import importlib
+from .._lazy import lazy_exports
 
 _EXPORTS = {
     "audit": "auditor",
@@ -24,13 +24,4 @@ _EXPORTS = {
     "SplitResult": "splitter", "read_split": "splitter", "split": "splitter",
 }
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

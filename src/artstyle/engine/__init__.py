@@ -3,22 +3,14 @@
 The names below load their modules on first use (PEP 562), so that importing one light module
 of the engine (``artstyle.engine.calibration``: numpy and scipy) does not import torch."""
 
-import importlib
 import sys
 import types
 
+from .._lazy import lazy_exports
+
 _EXPORTS = {"TrainResult": "trainer", "train": "trainer", "evaluate": "evaluate"}
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 class _Package(types.ModuleType):

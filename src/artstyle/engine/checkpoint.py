@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .. import __version__
-from .._files import run_weights
+from .._files import fsync, run_weights
 from ..errors import ArtstyleError
 from ..models import ModelSpec, rebuild_model
 
@@ -36,15 +36,6 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
-
-
-def fsync(path: str | os.PathLike) -> None:
-    """Flush a file's or a folder's (its entries') pending writes to disk."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def write_json(path: Path, data) -> None:

@@ -19,6 +19,8 @@ import hashlib
 import os
 import shutil
 
+from .._files import fsync
+
 # Hidden (the folder walkers skip dot files), and named after its destination, so that after a
 # crash the one temporary file an interrupted operation may have left is known from the log.
 TEMP_SUFFIX = ".artstyle-sort.tmp"
@@ -36,15 +38,6 @@ def digest(path: str | os.PathLike) -> tuple[int, str]:
         return os.fstat(f.fileno()).st_size, sha
 
 
-def fsync_dir(folder: str | os.PathLike) -> None:
-    """Make a folder's entries (a new, renamed or deleted name) durable."""
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def make_folder(folder: str | os.PathLike) -> None:
     """Create ``folder`` and its missing parents, each one's entry fsynced in its parent."""
     folder = os.path.abspath(folder)
@@ -53,7 +46,7 @@ def make_folder(folder: str | os.PathLike) -> None:
     make_folder(os.path.dirname(folder))
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder)
-    fsync_dir(os.path.dirname(folder))
+    fsync(os.path.dirname(folder))
 
 
 def refuse_existing(final: str | os.PathLike) -> None:
@@ -83,7 +76,7 @@ def copy_file(source: str, final: str, sha256: str) -> str:
         os.rename(tmp, final)
     finally:
         remove_temp(final)
-    fsync_dir(os.path.dirname(final))
+    fsync(os.path.dirname(final))
     return "copy"
 
 
@@ -101,8 +94,8 @@ def move_file(source: str, final: str, sha256: str) -> str:
         except OSError:
             remove_file(final)  # the source cannot go: keep it, whole, and only it
             raise
-    fsync_dir(os.path.dirname(final))
-    fsync_dir(os.path.dirname(source))
+    fsync(os.path.dirname(final))
+    fsync(os.path.dirname(source))
     return "move"
 
 
@@ -116,14 +109,14 @@ def link_file(source: str, final: str, sha256: str) -> str:
             raise
         os.symlink(os.path.abspath(source), final)
         made = "symlink"
-    fsync_dir(os.path.dirname(final))
+    fsync(os.path.dirname(final))
     return made
 
 
 def remove_file(final: str) -> None:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(final)
-    fsync_dir(os.path.dirname(final))
+    fsync(os.path.dirname(final))
 
 
 MAKERS = {"copy": copy_file, "move": move_file, "link": link_file}

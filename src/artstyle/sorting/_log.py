@@ -21,7 +21,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ArtstyleError
-from ._files import fsync_dir
+from ._files import fsync
 
 LOG_NAME = ".artstyle-sort.csv"
 COLUMNS = ("op", "status", "action", "source", "destination", "label", "confidence", "size", "sha256", "note")
@@ -77,7 +77,7 @@ class SortLog:
         data = self.drop_torn_row()
         if not data:
             self.write(",".join(COLUMNS).encode() + b"\n")
-            fsync_dir(self.dest)
+            fsync(self.dest)
         return parse(data.decode("utf-8"), self.path)
 
     def drop_torn_row(self) -> bytes:

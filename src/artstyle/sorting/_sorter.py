@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from ..errors import ArtstyleError
-from ._files import MAKERS, digest, fsync_dir, make_folder, move_file, remove_file, remove_temp
+from ._files import MAKERS, digest, fsync, make_folder, move_file, remove_file, remove_temp
 from ._log import LOG_NAME, UNDO, SortLog
 
 MODES = tuple(MAKERS)
@@ -234,7 +234,7 @@ def settle_move(origin: str, final: str, sha: str) -> bool:
     except OSError:
         remove_file(final)  # the original stays whole where it was
         return False
-    fsync_dir(os.path.dirname(origin) or ".")
+    fsync(os.path.dirname(origin) or ".")
     return True
 
 
