@@ -170,6 +170,31 @@ def test_stem_and_head_stay_fp32(exported):
                                               "Softmax"]
 
 
+def test_layers_named_with_keep_fp32_stay_fp32(exported):
+    import onnx
+
+    graph = onnx.load(str(exported.onnx)).graph
+    block = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1].startswith("model.backbone.blocks.0.")]
+    kept = quantize.fp32_nodes(exported.onnx, layers=("model.backbone.blocks.0.",))
+    assert block and set(block) <= set(kept) and not set(block) & set(quantize.fp32_nodes(exported.onnx))
+
+
+def test_int8_weights_are_7_bit_wherever_a_gemm_sums_them_in_pairs(int8_export):
+    """The exported int8 model's matrix-product convolutions have weights in [-64, 64], so that
+    the 16-bit pair sums of CPUs without VNNI cannot saturate; depthwise ones keep all 8 bits."""
+    import onnx
+    from onnx import numpy_helper
+
+    graph = onnx.load(str(resolve_model(int8_export, "int8"))).graph
+    weights = {t.name: numpy_helper.to_array(t) for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
+    depthwise = {f"{w}_quantized" for w in quantize.depthwise_weights(int8_export)}
+    gemm = [w for name, w in weights.items() if name not in depthwise]
+    assert gemm and all(-64 <= int(w.min()) and int(w.max()) <= 64 for w in gemm)
+    assert max(int(np.abs(w).max()) for name, w in weights.items() if name in depthwise) > 64
+    card = json.loads(resolve_model(int8_export, "int8").with_suffix(".json").read_text())
+    assert card["quantization"]["reduce_range"] and "as_default" in card["quantization"]
+
+
 def test_cli_defaults_are_the_library_defaults():
     # The CLI keeps its own copies so that building the parser imports nothing heavy.
     for name in ("DEFAULT_CALIBRATION_SIZE", "DEFAULT_HOLDOUT_SIZE", "DEFAULT_METHOD", "DEFAULT_MIN_AGREEMENT",
