@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from _provenance import write_results  # noqa: E402
 from bench_quantize import probs, session, speed  # noqa: E402
 
-from artstyle.engine.quantize import agreement  # noqa: E402
+from artstyle.engine.quantize import agreement, depthwise_weights  # noqa: E402
 from artstyle.infer.predictor import DEFAULT_MODEL, int8_path  # noqa: E402
 from artstyle.system import cpu_count  # noqa: E402
 
@@ -48,15 +48,19 @@ def held_out(card: dict) -> tuple[np.ndarray, list[str]]:
     return np.stack([clf.to_array(SHARED / p) for p in test["path"]]), list(test["label"])
 
 
-def weight_range(path: Path) -> list[int]:
+def weight_range(path: Path, depthwise: set[str]) -> dict:
+    """The smallest and largest int8 weight, in GEMM convolutions and in depthwise ones."""
     import onnx
     from onnx import numpy_helper
 
     graph = onnx.load(path).graph
     weights = {t.name: t for t in graph.initializer if t.data_type == onnx.TensorProto.INT8}
-    arrays = [numpy_helper.to_array(weights[n.input[0]]) for n in graph.node
-              if n.op_type == "DequantizeLinear" and n.input[0] in weights]
-    return [int(min(a.min() for a in arrays)), int(max(a.max() for a in arrays))]
+    arrays = {n.input[0]: numpy_helper.to_array(weights[n.input[0]]) for n in graph.node
+              if n.op_type == "DequantizeLinear" and n.input[0] in weights}
+    kinds = {"gemm": [a for name, a in arrays.items() if name not in depthwise],
+             "depthwise": [a for name, a in arrays.items() if name in depthwise]}
+    return {kind: [int(min(a.min() for a in found)), int(max(a.max() for a in found))]
+            for kind, found in kinds.items() if found}
 
 
 def main() -> None:
@@ -72,10 +76,11 @@ def main() -> None:
     card = json.loads(model.with_suffix(".json").read_text())
     paths = {"fp32": model, "int8_8bit": Path(args.before), "int8_7bit": int8_path(model)}
     batch, labels = held_out(card)
+    depthwise = {f"{w}_quantized" for w in depthwise_weights(model)}
     fp32 = probs(session(model, args.threads), batch)
     info = {"model": str(model), "threads": args.threads, "batch": 32,
             "rounds": args.rounds, "holdout": f"{TEST_SPLIT.relative_to(REPO)}: {len(batch)} images",
-            "weight_range": {k: weight_range(p) for k, p in paths.items() if k != "fp32"},
+            "weight_range": {k: weight_range(p, depthwise) for k, p in paths.items() if k != "fp32"},
             "parity": {k: agreement(fp32, probs(session(p, args.threads), batch), labels, card["classes"])
                        for k, p in paths.items() if k != "fp32"}}
     info["images_per_s"] = speed(paths, batch, args.threads, rounds=args.rounds)

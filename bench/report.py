@@ -276,14 +276,15 @@ def render_int8_rule(ctx: Context) -> str:
 @needs("int8_weights.json")
 def render_int8_weights(ctx: Context) -> str:
     data = ctx.results["int8_weights.json"]
-    names = {"int8_8bit": "int8, 8-bit weights (before)", "int8_7bit": "int8, 7-bit weights where summed in pairs"}
+    names = {"int8_8bit": "int8, 8-bit weights (before)", "int8_7bit": "int8, 7-bit GEMM weights, first and last blocks fp32 (now)"}
     ips, ratio = data.get("images_per_s", {}), data.get("int8_over_fp32", {})
     rows = [["fp32", "", ips.get("fp32", ""), "1.00", "", ""]]
     for key, label in names.items():
-        p, low_high = data.get("parity", {}).get(key, {}), data.get("weight_range", {}).get(key, ["", ""])
-        rows.append([label, f"[{low_high[0]}, {low_high[1]}]", ips.get(key, ""), f"{ratio.get(key, 0):.2f}",
+        p, ranges = data.get("parity", {}).get(key, {}), data.get("weight_range", {}).get(key, {})
+        span = " / ".join(f"[{r[0]}, {r[1]}]" for r in (ranges.get("gemm"), ranges.get("depthwise")) if r)
+        rows.append([label, span, ips.get(key, ""), f"{ratio.get(key, 0):.2f}",
                      pct(p.get("top1_agreement")), f"{f4(p.get('accuracy_fp32'))} -> {f4(p.get('accuracy_int8'))}"])
-    header = ["model", "int8 weight range", "model-only images/s", "/ fp32", "top-1 agreement with fp32",
+    header = ["model", "int8 weights: GEMM / depthwise", "model-only images/s", "/ fp32", "top-1 agreement with fp32",
               "accuracy fp32 -> int8"]
     return (f"Batch {data.get('batch')}, {data.get('threads')} threads, {data.get('rounds')} interleaved rounds; "
             f"{data.get('holdout', '')}.\n\n" + table(header, rows, "llrrrl") + "\n\n" + source_note(ctx, "int8_weights.json"))

@@ -60,24 +60,30 @@ def remove_temp(final: str | os.PathLike) -> None:
 
 
 def copy_file(source: str, final: str, sha256: str) -> str:
-    """Copy through the temporary name: fsync, check the sha256, rename into place, fsync the folder."""
+    """Copy through the temporary name: check the sha256, rename into place. The source stays,
+    so a power cut cannot lose the file, and the copy's data is left to the page cache (a kill
+    cannot tear it: it takes its name whole); the log's rows are fsynced."""
+    checked_copy(source, final, sha256, durable=False)
+    return "copy"
+
+
+def checked_copy(source: str, final: str, sha256: str, *, durable: bool) -> None:
+    """Copy through the temporary name, check the sha256, rename into place; ``durable``: the
+    data fsynced before the rename and the folder after it (a move, whose source goes next)."""
     refuse_existing(final)
     tmp = temp_path(final)
     try:
         shutil.copyfile(source, tmp)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        if durable:
+            fsync(tmp)
         if digest(tmp)[1] != sha256:
             raise OSError(errno.EIO, "the copy's sha256 differs from the source's (source changed or bad disk)", source)
         refuse_existing(final)
         os.rename(tmp, final)
     finally:
         remove_temp(final)
-    fsync(os.path.dirname(final))
-    return "copy"
+    if durable:
+        fsync(os.path.dirname(final))
 
 
 def move_file(source: str, final: str, sha256: str) -> str:
@@ -88,7 +94,7 @@ def move_file(source: str, final: str, sha256: str) -> str:
     except OSError as exc:
         if exc.errno != errno.EXDEV:
             raise
-        copy_file(source, final, sha256)
+        checked_copy(source, final, sha256, durable=True)
         try:
             os.unlink(source)
         except OSError:
