@@ -174,8 +174,10 @@ def test_layers_named_with_keep_fp32_stay_fp32(exported):
     import onnx
 
     graph = onnx.load(str(exported.onnx)).graph
-    block = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1].startswith("model.backbone.blocks.0.")]
-    kept = quantize.fp32_nodes(exported.onnx, layers=("model.backbone.blocks.0.",))
+    first = next(n.input[1] for n in graph.node if n.op_type == "Conv" and "blocks.0." in n.input[1])
+    prefix = first[: first.index("blocks.0.") + len("blocks.0.")]  # model.blocks.0. or model.backbone.blocks.0.
+    block = [n.name for n in graph.node if n.op_type == "Conv" and n.input[1].startswith(prefix)]
+    kept = quantize.fp32_nodes(exported.onnx, layers=(prefix,))
     assert block and set(block) <= set(kept) and not set(block) & set(quantize.fp32_nodes(exported.onnx))
 
 
