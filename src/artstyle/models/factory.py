@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
+from .heads import hidden_head
 from .lite_weights import LITE_PACKAGES, load_lite_imagenet
 
 # Friendly names -> timm architectures. The Lite models are the TF ports whose ImageNet weights
@@ -58,12 +59,6 @@ def resolve_arch(backbone: str) -> str:
         hint = f" (similar: {', '.join(close)})" if close else ""
         raise ArtstyleError(f"unknown backbone '{backbone}'{hint}")
     return arch
-
-
-def hidden_head(in_features: int, num_classes: int, hidden: int, drop_rate: float) -> nn.Module:
-    """linear -> ReLU -> dropout -> linear: the head with a hidden layer (also an MLP probe's)."""
-    return nn.Sequential(nn.Linear(in_features, hidden), nn.ReLU(inplace=True), nn.Dropout(drop_rate),
-                         nn.Linear(hidden, num_classes))
 
 
 def build_head(model: nn.Module, num_classes: int, hidden: int, drop_rate: float) -> None:

@@ -15,6 +15,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .heads import hidden_head
+
 # Small: the statistics of a ReLU6 map are often exactly 0; sqrt needs a floor for its gradient.
 STD_EPS = 1e-5
 
@@ -51,8 +53,6 @@ class StyleClassifier(nn.Module):
     units, linear -> ReLU -> dropout -> linear: an MLP probe's head)."""
 
     def __init__(self, backbone: nn.Module, num_classes: int, drop_rate: float = 0.0, hidden: int = 0):
-        from .factory import hidden_head
-
         super().__init__()
         self.backbone = backbone
         self.backbone.reset_classifier(0)
