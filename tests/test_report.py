@@ -53,13 +53,13 @@ def test_a_table_names_its_file_machine_and_commit(tmp_path):
         spec.loader.exec_module(report)
     finally:
         del sys.modules["report"]
-    data = json.loads((REPO / "bench" / "results" / "streams_memory.json").read_text())
+    data = json.loads((REPO / "bench" / "results" / "sort.json").read_text())
     data["provenance"] = {"git": {"commit": "0123456789abcdef", "dirty": False}, "command": "python bench/x.py",
                           "cpu": {"model": "Test CPU 9000", "usable_cores": 16, "vnni": True},
                           "written_utc": "2031-01-02T03:04:05+00:00"}
-    ctx = report.Context(tmp_path, REPO / "docs" / "benchmarks.md", {"streams_memory.json": data}, {})
+    ctx = report.Context(tmp_path, REPO / "docs" / "benchmarks.md", {"sort.json": data}, {})
 
-    text = report.RENDERERS["streams-memory"](ctx)
+    text = report.RENDERERS["sort"](ctx)
 
-    assert "streams_memory.json](" in text and "Test CPU 9000, 16 cores, VNNI yes" in text and "`0123456`" in text
-    assert str(data["mb_per_extra_stream"]["int8"]) in text
+    assert "sort.json](" in text and "Test CPU 9000, 16 cores, VNNI yes" in text and "`0123456`" in text
+    assert str(data["results"]["predict"]["images_per_s"]) in text
