@@ -11,10 +11,13 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
-from process_support import kill_when
-from test_groups import grouped_data, grouped_manifest  # noqa: F401 - fixtures
+
+pd = pytest.importorskip("pandas", reason="needs the data extra: pip install 'artstyle[data]'")
+pytest.importorskip("torch", reason="needs the train extra: pip install 'artstyle[train]'")
+
+from process_support import kill_when  # noqa: E402
+from test_groups import grouped_data, grouped_manifest  # noqa: E402, F401 - fixtures
 
 REPO = Path(__file__).parents[1]
 # Same threads in every process: same arithmetic, so a resumed run can equal an uninterrupted one.

@@ -88,7 +88,7 @@ def test_int8_is_the_default_and_as_accurate_as_fp32():
 @pytest.fixture(scope="module")
 def held_out_slice():
     """The images the recipe held out (sources seen in training), as paths and labels."""
-    import pandas as pd
+    pd = pytest.importorskip("pandas", reason="reading the slice's list needs the data extra: pip install 'artstyle[data]'")
 
     if not (SHARED / "artstyle-v2").is_dir():
         pytest.skip(f"real data not present at {SHARED / 'artstyle-v2'}")

@@ -281,6 +281,7 @@ def test_unreadable_permission(bad_corpus):
         kind, message = as_unprivileged(load_outcome, path)
         assert kind == "ImageLoadError" and message == f"{path}: Permission denied"
         # The scanner records it as an invalid row with the reason, as it would any bad file.
+        pytest.importorskip("imagehash", reason="the scanner needs the data extra: pip install 'artstyle[data]'")
         from artstyle.data.measure import inspect_file
 
         row = as_unprivileged(inspect_file, str(path))
@@ -301,6 +302,8 @@ def test_predict_and_scan_walk_folders_the_same_way(tmp_path):
 
     from PIL import Image
 
+    pytest.importorskip("pandas", reason="the scan needs the data extra: pip install 'artstyle[data]'")
+    pytest.importorskip("imagehash", reason="the scan needs the data extra: pip install 'artstyle[data]'")
     from artstyle.data import scan
     from artstyle.infer.sources import expand_inputs
 
