@@ -22,9 +22,7 @@ EXAMPLES = Path(__file__).parents[1] / "examples"
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 TEST_SPLIT = Path(__file__).parent / "data" / "default_test_split.csv"
 # Known weakness, kept visible: a flat vector-drawn anime face reads as cartoon (flat fills and
-# clean outlines look like the flat-vector cartoon sources). The boy is cartoon at 0.76; the girl
-# was anime by a thin margin (0.52 against 0.46) until the model was refitted on PREPROCESS_VERSION
-# 2's pixels, and is now cartoon by one (0.52 against 0.47), with the same held-out accuracy.
+# clean outlines look like the flat-vector cartoon sources); the girl only by a thin margin.
 # strict: the day the model gets one right, its test fails and its xfail must go.
 FLAT_ANIME = pytest.mark.xfail(reason="a flat vector-drawn anime face is predicted cartoon", strict=True)
 EXPECTED = [
