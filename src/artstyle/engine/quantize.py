@@ -6,11 +6,12 @@ optimisation), then ``quantize_static`` in QDQ format with per-channel int8 weig
 on real images preprocessed exactly as the predictor preprocesses them. Nothing is hand-rolled
 here: this module only chooses the images, the calibration method and which nodes stay fp32.
 
-The defaults were chosen by measurement (bench/bench_quantize.py, bench/results/quantize.json):
-on the shipped model, keeping the stem and head in fp32 cut the mean probability difference to
-fp32 by 35-50 % at no loss of speed; MinMax did as well as entropy and percentile calibration
-(within the noise of 1,000 images) at a third of the calibration time; 600 calibration images
-did better than 200.
+The defaults were chosen by measurement on the shipped model (bench/bench_quantize.py, whose
+results are to be re-run): keeping the stem and head in fp32 cut the mean probability difference
+to fp32 at no loss of speed; MinMax did as well as entropy and percentile calibration at a third
+of the calibration time. Weights are 7-bit wherever ONNX Runtime multiplies them in a GEMM, so
+that CPUs without VNNI cannot saturate their 16-bit pair sums (``QuantSettings.reduce_range``;
+bench/bench_int8_weights.py measures its cost).
 
 Which nodes stay fp32, and why:
   - the stem convolution: it sees the raw normalised pixels, whose range int8 represents worst;
@@ -22,12 +23,11 @@ Which nodes stay fp32, and why:
   - any op outside the convolutional trunk (TRUNK_OPS), e.g. the x * x of a variance.
 
 For a probe run (a frozen backbone and a fitted linear head, e.g. the shipped default model)
-the head is then refitted to the int8 trunk (``refit_head``): the same recipe as the run's own
-(its training split and augmented views, C, source balancing), fitted on the features the int8
-trunk actually produces, and written into the int8 graph's head. int8 rounding shifts the
-features the head reads; a head fitted on fp32 features puts its boundaries where the fp32
-features are and loses 0.5-1 point on sources it never saw, while a head fitted on the int8
-features is as accurate as fp32 (bench/bench_int8_groups.py).
+the head is then refitted to the int8 trunk (``refit_head``): on the features the int8 trunk
+produces for the run's training split and augmented views, to the fp32 model's answers for the
+same views (soft targets), with the run's C and source balancing, and written into the int8
+graph's head. int8 rounding shifts the features the head reads; the refitted head takes back
+what it can of that shift, so that the int8 model gives fp32's answers.
 
 The export then measures the int8 model against the fp32 one on held-out images that
 calibration never saw (top-1 agreement, largest probability difference, accuracy on labelled
