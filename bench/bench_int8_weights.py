@@ -37,14 +37,14 @@ TEST_SPLIT = REPO / "tests" / "data" / "default_test_split.csv"
 SHARED = REPO.parent / "shared" / "data"
 
 
-def held_out(card: dict) -> tuple[np.ndarray, list[str]]:
-    """The shipped model's held-out slice, as the model's input, and its labels."""
+def held_out(model: Path) -> tuple[np.ndarray, list[str]]:
+    """The shipped model's held-out slice, as ``model``'s input, and its labels."""
     import pandas as pd
 
     import artstyle
 
     test = pd.read_csv(TEST_SPLIT)
-    clf = artstyle.load(precision="fp32")
+    clf = artstyle.load(model, precision="fp32")
     return np.stack([clf.to_array(SHARED / p) for p in test["path"]]), list(test["label"])
 
 
@@ -75,7 +75,7 @@ def main() -> None:
     model = Path(args.model)
     card = json.loads(model.with_suffix(".json").read_text())
     paths = {"fp32": model, "int8_8bit": Path(args.before), "int8_7bit": int8_path(model)}
-    batch, labels = held_out(card)
+    batch, labels = held_out(model)
     depthwise = {f"{w}_quantized" for w in depthwise_weights(model)}
     fp32 = probs(session(model, args.threads), batch)
     info = {"model": str(model), "threads": args.threads, "batch": 32,

@@ -25,16 +25,24 @@ def is_x86_64() -> bool:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux reports them (``/proc/cpuinfo``); empty elsewhere."""
+def cpuinfo() -> dict[str, str]:
+    """The first processor's fields as Linux reports them (``/proc/cpuinfo``); empty elsewhere."""
+    fields: dict[str, str] = {}
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             for line in info:
-                if line.startswith("flags"):
-                    return frozenset(line.partition(":")[2].split())
+                if not line.strip():
+                    break  # the end of the first processor's block
+                key, _, value = line.partition(":")
+                fields[key.strip()] = value.strip()
     except OSError:
         pass
-    return frozenset()
+    return fields
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags (``/proc/cpuinfo``); empty where Linux does not report them."""
+    return frozenset(cpuinfo().get("flags", "").split())
 
 
 def has_vnni() -> bool:
@@ -44,12 +52,6 @@ def has_vnni() -> bool:
 
 def cpu_summary() -> dict:
     """The CPU model, core count and the int8-relevant instruction sets: what a figure needs."""
-    model = ""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
-            model = next((line.partition(":")[2].strip() for line in info if line.startswith("model name")), "")
-    except OSError:
-        pass
     flags = cpu_flags()
-    return {"machine": platform.machine(), "model": model or platform.processor(), "cores": cpu_count(),
+    return {"machine": platform.machine(), "model": cpuinfo().get("model name") or platform.processor(), "cores": cpu_count(),
             "flags": {flag: flag in flags for flag in ISA_FLAGS}, "vnni": has_vnni()}

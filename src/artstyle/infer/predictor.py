@@ -50,8 +50,6 @@ CARD_FIELDS = ("classes", "image_size", "mean", "std", "onnx_sha256")
 # Images per decode task: each task's hand-off between threads (a queue, a wake-up, a future) is
 # shared by several small images.
 DECODE_CHUNK = 8
-# The label of a prediction below the classifier's min_confidence (its probabilities are kept).
-# Frames a video is judged on by default (infer.video samples them).
 
 
 def int8_path(onnx_path: str | os.PathLike) -> Path:
@@ -276,7 +274,6 @@ class Classifier:
         share of frames each class wins; and ``per_frame``, each frame's own prediction with its
         time (and a small JPEG data URL of the model's view with ``thumbnails``).
         Raises ``ImageLoadError`` for a file that is not a readable video."""
-
         return classify_video(self, source, name=name, frames=frames, every=every, thumbnails=thumbnails)
 
     def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
@@ -287,7 +284,6 @@ class Classifier:
         A video is classified whole on a decode thread (``predict_video(frames=, every=)``).
         With ``errors="raise"``, the predictions of the batches already in the model are
         yielded before the bad input's ``ImageLoadError`` is raised."""
-
         check_sampling(frames, every)
         batch_size = batch_size or self.batch_size
         sizes = batch_sizes(inputs, batch_size, self.streams)
@@ -345,7 +341,6 @@ class Classifier:
     def decode_chunk(self, chunk: list, sampling: dict | None = None) -> list:
         """(name, model input, video's Prediction or ImageLoadError) for each (index, source) of
         ``chunk``."""
-
         results = []
         for index, source in chunk:
             try:
