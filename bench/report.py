@@ -122,8 +122,9 @@ def machine(p: dict) -> str:
     git = p.get("git", {})
     commit = (git.get("commit") or "unknown")[:7] + (" with uncommitted changes" if git.get("dirty") else "")
     when = (p.get("written_utc") or p.get("started_utc") or "")[:10]
-    return (f"{cpu.get('model', 'unknown CPU')}, {cores} cores, VNNI {'yes' if cpu.get('vnni') else 'no'}; "
-            f"commit `{commit}`, {when}")
+    flags = ", ".join(flag for flag, on in cpu.get("flags", {}).items() if on) or "flags not recorded"
+    return (f"{cpu.get('model', 'unknown CPU')}, {cores} cores, VNNI {'yes' if cpu.get('vnni') else 'no'} "
+            f"({flags}); commit `{commit}`, {when}")
 
 
 def source_note(ctx: Context, *names: str) -> str:
@@ -208,8 +209,9 @@ def render_default_model(ctx: Context) -> str:
         speed = (f"{r.get('artstyle_predict_cli_int8', {}).get('images_per_s', '')} / "
                  f"{r.get('artstyle_predict_cli', {}).get('images_per_s', '')}")
         cpu = predict["provenance"].get("cpu", {})
+        flags = ", ".join(flag for flag, on in cpu.get("flags", {}).items() if on)
         rows.append([f"`artstyle predict DIR`, images/s, int8 / fp32 ({cpu.get('model', '')}, "
-                     f"{cpu.get('usable_cores')} cores, VNNI {'yes' if cpu.get('vnni') else 'no'})",
+                     f"{cpu.get('usable_cores')} cores: {flags})",
                      speed, ctx.result_link("predict.json")])
     else:
         rows.append(["`artstyle predict DIR`, images/s", "not measured with provenance yet", f"`{COMMANDS['predict.json']}`"])
