@@ -62,10 +62,10 @@ def make_images(directory: Path, count: int = 6) -> list[Path]:
 
 
 def real_images(per_class: int = 2) -> list[Path]:
-    """examples/ and a few artstyle-v1 images of each class, those that are present."""
-    found = sorted(p for p in EXAMPLES.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))[:6]
+    """A few examples/ and artstyle-v1 images of each class, those that are present."""
+    found = []
     for c in CLASSES:
-        found += sorted((SHARED_DATA / c).glob("*.jpg"))[:per_class]
+        found += sorted(EXAMPLES.glob(f"{c}_*"))[:per_class] + sorted((SHARED_DATA / c).glob("*.jpg"))[:per_class]
     return found
 
 

@@ -21,36 +21,53 @@ from artstyle.system import has_vnni, is_x86_64
 EXAMPLES = Path(__file__).parents[1] / "examples"
 SHARED = Path(__file__).parents[1].parent / "shared" / "data"
 TEST_SPLIT = Path(__file__).parent / "data" / "default_test_split.csv"
-# Known weakness, kept visible: a flat vector-drawn anime face reads as cartoon (flat fills and
-# clean outlines look like the flat-vector cartoon sources); the girl only by a thin margin.
-# strict: the day the model gets one right, its test fails and its xfail must go.
-FLAT_ANIME = pytest.mark.xfail(reason="a flat vector-drawn anime face is predicted cartoon", strict=True)
-EXPECTED = [
-    ("human_grace_hopper.jpg", "human"),
-    ("human_astronaut.jpg", "human"),
-    ("cartoon_kid.png", "cartoon"),
-    ("cartoon_cat.png", "cartoon"),
-    pytest.param("anime_boy.png", "anime", marks=FLAT_ANIME),
-    pytest.param("anime_girl.png", "anime", marks=FLAT_ANIME),
-]
+CLASSES = ("anime", "cartoon", "human")
+# Every image in examples/, named CLASS_name.ext after the class it is.
+EXAMPLE_IMAGES = sorted(p for p in EXAMPLES.iterdir() if p.name != "README.md")
 
 
-@pytest.fixture(scope="module")
-def examples_csv() -> dict[str, dict]:
-    """The README's main command, run for real (offline, default model)."""
-    done = subprocess.run([sys.executable, "-m", "artstyle", "predict", str(EXAMPLES), "--format", "csv"],
+def expected_class(path: Path) -> str:
+    return path.name.split("_", 1)[0]
+
+
+def test_examples_cover_every_class_and_are_small():
+    names = [p.name for p in EXAMPLE_IMAGES]
+    assert {expected_class(p) for p in EXAMPLE_IMAGES} <= set(CLASSES), names
+    for c in CLASSES:
+        assert sum(expected_class(p) == c for p in EXAMPLE_IMAGES) >= 2, f"fewer than two {c} examples: {names}"
+    assert all(p.stat().st_size < 150 * 1024 for p in EXAMPLE_IMAGES)
+
+
+def test_every_example_is_credited_with_its_licence_in_the_readme():
+    """examples/README.md has one table row per file: `file` | class | what | source | licence."""
+    rows = {}
+    for line in (EXAMPLES / "README.md").read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 5 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells
+    assert sorted(rows) == [p.name for p in EXAMPLE_IMAGES]
+    for name, (_, label, what, source, licence) in rows.items():
+        assert label == expected_class(EXAMPLES / name), name
+        assert what and source and licence, f"{name}: a cell is empty"
+
+
+@pytest.fixture(scope="module", params=["default", "fp32"])
+def examples_csv(request) -> dict[str, dict]:
+    """The README's main command, run for real (offline, default model), as it stands and in fp32."""
+    precision = [] if request.param == "default" else ["--precision", request.param]
+    done = subprocess.run([sys.executable, "-m", "artstyle", "predict", str(EXAMPLES), "--format", "csv", *precision],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     return {Path(row["path"]).name: row for row in csv.DictReader(io.StringIO(done.stdout))}
 
 
-@pytest.mark.parametrize("name, label", EXPECTED)
-def test_main_job_classifies_the_bundled_examples(examples_csv, name, label):
-    row = examples_csv[name]
+@pytest.mark.parametrize("path", EXAMPLE_IMAGES, ids=lambda p: p.name)
+def test_main_job_classifies_the_bundled_examples(examples_csv, path):
+    row = examples_csv[path.name]
     assert row["error"] == ""
-    assert abs(sum(float(row[f"p_{c}"]) for c in ("anime", "cartoon", "human")) - 1) < 1e-4
-    assert row["label"] == label
+    assert abs(sum(float(row[f"p_{c}"]) for c in CLASSES) - 1) < 1e-4
+    assert row["label"] == expected_class(path), f"{path.name}: {row['label']} at {row['confidence']}"
 
 
 def test_model_card_matches_the_shipped_file():
