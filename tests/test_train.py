@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pd = pytest.importorskip("pandas", reason="needs the data extra: pip install 'artstyle[data]'")
@@ -124,7 +125,7 @@ def test_style_probe_shares_its_feature_cache_and_exports(shared_subset, tmp_pat
 
 
 @pytest.mark.parametrize("head", ["pooled", "style"])
-def test_mlp_probe_head_is_the_model_s_hidden_layer_and_exports(shared_subset, tmp_path, capsys, head):
+def test_mlp_probe_head_is_the_model_s_hidden_layer_and_exports(shared_subset, tmp_path, head):
     """--probe-head mlp: scikit-learn's MLP, early-stopped on held-out sources, written into the
     model's hidden head layer; evaluate reproduces its validation accuracy and ONNX matches it."""
     from artstyle.engine.export import export_onnx
@@ -140,12 +141,23 @@ def test_mlp_probe_head_is_the_model_s_hidden_layer_and_exports(shared_subset, t
     assert metrics["accuracy"] >= 0.6  # three classes: chance is 1/3
     card = export_onnx(result.run_dir, tmp_path / "mlp.onnx")
     assert card["parity"]["passed"]
-    # The int8 export's head refit is linear: refused before any work, in one line.
-    capsys.readouterr()
-    assert main(["export", str(result.run_dir), "-o", str(tmp_path / "q.onnx"), "--int8"]) == 1
-    stderr = capsys.readouterr().err
-    assert "--no-head-refit" in stderr and len(stderr.strip().splitlines()) == 1
-    assert not (tmp_path / "q.onnx").exists()
+    # The int8 export refits the MLP head on the int8 trunk's features: the hidden layer changes.
+    assert main(["export", str(result.run_dir), "-o", str(tmp_path / "q.onnx"), "--int8", "--calibration-size", "16",
+                 "--min-agreement", "0"]) == 0
+    int8_card = json.loads((tmp_path / "q.int8.json").read_text())
+    assert int8_card["quantization"]["head"]["head"] == "mlp"
+    assert 0.0 <= int8_card["quantization"]["head"]["val_agreement"] <= 1.0
+    fp32_hidden, int8_hidden = (initializers(path)["model.classifier.0.weight"] for path in (tmp_path / "mlp.onnx",
+                                                                                          tmp_path / "q.int8.onnx"))
+    assert fp32_hidden.shape == int8_hidden.shape == (512, fp32_hidden.shape[1])
+    assert not np.array_equal(fp32_hidden, int8_hidden)
+
+
+def initializers(path: Path) -> dict:
+    import onnx
+    from onnx import numpy_helper
+
+    return {i.name: numpy_helper.to_array(i) for i in onnx.load(str(path)).graph.initializer}
 
 
 def temp_files(folder: Path, name: str) -> list[str]:

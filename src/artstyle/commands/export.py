@@ -89,23 +89,9 @@ def check_int8_args(args) -> None:
 
     if args.calibration_size < 1 or args.holdout_size < 1:
         raise ArtstyleError("--calibration-size and --holdout-size must be at least 1")
-    if args.head_refit:
-        check_linear_probe_head(args.run)
     for data in (args.calibration, args.holdout):
         if data and not any(s.files for s in images_from(data).values()):
             raise ArtstyleError(f"{data}: no images found")
-
-
-def check_linear_probe_head(run: str) -> None:
-    """The int8 head refit fits a linear head: it cannot stand in for a probe run's MLP head."""
-    from ..errors import ArtstyleError
-    from ..engine.checkpoint import read_checkpoint_meta, resolve_weights
-
-    weights = resolve_weights(run)
-    config = read_checkpoint_meta(weights).get("config") or {}
-    if config.get("mode") == "probe" and config.get("probe_head") == "mlp":
-        raise ArtstyleError(f"{weights}: the int8 head refit fits a linear head, and this probe run's head is an MLP; "
-                            "pass --no-head-refit")
 
 
 def write_int8(args) -> None:

@@ -255,6 +255,17 @@ def fit_soft_head(x: np.ndarray, soft_targets: np.ndarray, c: float, weights: np
     return fit_head(np.repeat(x, k, axis=0), np.tile(np.arange(k), n), c, row_weights)
 
 
+def fit_soft_mlp_head(x: np.ndarray, soft_targets: np.ndarray, weights: np.ndarray | None, groups: np.ndarray, *,
+                      hidden: int, seed: int):
+    """``fit_mlp_head`` on soft targets, by the same expansion as ``fit_soft_head``: each row once
+    per class, weighted by that class's probability (a row keeps its group, so early stopping
+    still holds out whole sources)."""
+    n, k = soft_targets.shape
+    row_weights = soft_targets.ravel() * (1.0 if weights is None else np.repeat(weights, k))
+    return fit_mlp_head(np.repeat(x, k, axis=0), np.tile(np.arange(k), n), row_weights, np.repeat(groups, k),
+                        hidden=hidden, n_classes=k, seed=seed)[0]
+
+
 def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classes: list[str]):
     """Fit for each C (only ``cfg.probe_c`` when set) and keep the best on validation accuracy,
     then log-loss. Returns (pipeline, its row, every row)."""

@@ -339,8 +339,10 @@ def feature_tensor(graph, classifier: str = "model.classifier") -> str:
     for node in graph.node:
         if node.op_type == "Sub" and any(i.endswith("feature_mean") for i in node.input):
             return next(i for i in node.input if not i.endswith("feature_mean"))
+    # The head's first linear layer: the classifier itself, or the first of an MLP head's Sequential.
+    first_weights = {f"{classifier}.weight", f"{classifier}.0.weight"}
     for node in graph.node:
-        if node.op_type in ("Gemm", "MatMul") and f"{classifier}.weight" in node.input:
+        if node.op_type in ("Gemm", "MatMul") and first_weights & set(node.input):
             return node.input[0]
     raise ArtstyleError(f"cannot find the linear head in the model graph (no {classifier}.weight); "
                         f"use --no-head-refit")
@@ -408,8 +410,9 @@ def head_parameter_names(model) -> tuple[str, set[str]]:
     if name is None:
         raise ArtstyleError("cannot find the model's classifier layer for the int8 head refit; use --no-head-refit")
     state = {f"model.{k}" for k in model.state_dict()}
-    return f"model.{name}", state & {f"model.{name}.weight", f"model.{name}.bias", "model.feature_mean",
-                                     "model.feature_std"}
+    # Every parameter of the classifier: a linear layer's weight and bias, or each layer of an MLP head.
+    return f"model.{name}", {k for k in state if k.startswith(f"model.{name}.")} | (
+        state & {"model.feature_mean", "model.feature_std"})
 
 
 def write_head_into_graph(int8_model: Path, model, names: set[str]) -> None:
@@ -436,16 +439,16 @@ def write_head_into_graph(int8_model: Path, model, names: set[str]) -> None:
 
 def refit_head(int8_model: Path, fp32_model: Path, weights: Path, split_dir: Path | None,
                temperature: float) -> dict | None:
-    """Refit a probe run's linear head on the int8 trunk's own features of the run's training
+    """Refit a probe run's head (linear or MLP) on the int8 trunk's own features of the run's training
     split (and its augmented views) so that it gives the fp32 model's answers, and write it into
     the int8 graph. The targets are the fp32 model's probabilities for the same views (before
-    its ``temperature``, which the graph applies after the head); the run's C and source
-    balancing are kept. Returns what the card records; None (nothing changed) for a fine-tuned
-    run or a run that kept no split."""
+    its ``temperature``, which the graph applies after the head); the run's C (or an MLP head's
+    width and its early stopping on held-out sources) and source balancing are kept. Returns what
+    the card records; None (nothing changed) for a fine-tuned run or a run that kept no split."""
     from ..data.manifest import class_index
     from .checkpoint import load_model
     from .data import read_split_dir
-    from .probe import fit_soft_head, probe_parts, sample_weights, write_head
+    from .probe import fit_soft_head, fit_soft_mlp_head, groups_of, probe_parts, sample_weights, write_head
     from .transforms import create_view_augmentation
 
     model, spec, meta = load_model(weights)
@@ -465,15 +468,22 @@ def refit_head(int8_model: Path, fp32_model: Path, weights: Path, split_dir: Pat
     for name, frame in parts.items():
         features[name], fp32_probs = features_and_teacher(session, teacher, frame, spec, augment, cfg.workers)
         targets[name] = untempered(fp32_probs, temperature)
-    c = meta["metrics"]["C"]
-    head = fit_soft_head(features["train"], targets["train"], c, sample_weights(parts["train"], cfg.balance))
+    weights = sample_weights(parts["train"], cfg.balance)
+    if cfg.probe_head == "mlp":
+        c = None
+        head = fit_soft_mlp_head(features["train"], targets["train"], weights, groups_of(parts["train"]),
+                                 hidden=cfg.model_hidden, seed=cfg.seed)
+    else:
+        c = meta["metrics"]["C"]
+        head = fit_soft_head(features["train"], targets["train"], c, weights)
     write_head(model, head)
     write_head_into_graph(int8_model, model, names)
     log.info(f"head refitted on the int8 trunk's features in {time.perf_counter() - tick:.0f}s")
     val = head.predict_proba(features["val"])
     truth = parts["val"]["label"].map(class_index(spec.classes)).to_numpy()
     return {"refit_on_int8_features": True, "target": "the fp32 model's probabilities",
-            "train_rows": int(len(parts["train"])), "rows_per_image": cfg.probe_views + 1, "C": c,
+            "train_rows": int(len(parts["train"])), "rows_per_image": cfg.probe_views + 1,
+            "head": cfg.probe_head, "C": c,
             "balance": cfg.balance, "val_acc": round(float((val.argmax(1) == truth).mean()), 4),
             "val_agreement": round(float((val.argmax(1) == targets["val"].argmax(1)).mean()), 4),
             "split": str(split_dir)}
@@ -568,7 +578,7 @@ def quantize_model(fp32_path: str | os.PathLike, run=None, *, calibration=None, 
             "head": head or {"refit_on_int8_features": False},
         }
         if head:
-            int8_card["metrics"] = {k: head[k] for k in ("C", "val_acc", "val_agreement")}  # the refitted head's
+            int8_card["metrics"] = {k: head[k] for k in ("C", "val_acc", "val_agreement") if head[k] is not None}  # the refitted head's
         if "accuracy_int8" in parity and "test split" in held_set.source:
             # The int8 model's own figure on the run's test split (the fp32 card's is fp32's).
             int8_card["test_metrics"] = {"n": parity["labelled_images"], "accuracy": parity["accuracy_int8"],
