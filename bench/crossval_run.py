@@ -2,7 +2,7 @@
 config, folds, model, augmented views and cached features) and its headline figures.
 
 Imported by bench/bench_correlations.py, bench_backbone_pair.py and bench_partial_finetune.py
-(run as scripts, so this folder is on their path).
+(run as scripts, so this folder is on their path); the last only for ``headline``.
 """
 
 from __future__ import annotations

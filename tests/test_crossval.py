@@ -129,3 +129,27 @@ def test_no_progress_silences_the_fold_lines(grouped_manifest, tmp_path, capfd):
     assert done.returncode == 0, done.stderr[-2000:]
     assert "fold " not in done.stderr and "ETA" not in done.stderr
     assert results_of(tmp_path / "a")[0] == results_of(tmp_path / "b")[0]
+
+
+def test_finetune_with_frozen_stages_computes_each_image_once_across_folds(grouped_manifest, tmp_path):  # noqa: F811
+    """crossval --mode finetune --freeze-stages: LP-FT in each fold on the cached activations,
+    which the folds share: each image's are computed by the first fold that trains on it."""
+    from safetensors import safe_open
+
+    out = tmp_path / "cv"
+    done = artstyle("crossval", str(grouped_manifest), "--folds", "2", "--mode", "finetune", "--freeze-stages", "6",
+                    "--head-init", "probe", "--lr", "1e-4", "--epochs", "1", "--freeze-epochs", "0",
+                    "--head", "style", "--balance", "groups", "--image-size", "48", "--workers", "0", "-o", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics, predictions = results_of(out)
+    assert metrics["mode"] == "finetune" and metrics["freeze_stages"] == 6 and metrics["head"] == "style" and metrics["n"] == len(predictions) == 48
+    assert metrics["mean_accuracy"] > 0.45  # three classes: chance is 1/3
+    assert "stem and stages 0-5 frozen, from the probe head" in (out / "report.md").read_text()
+    ids = []
+    for shard in out.glob("features/activations-*/shard-*.safetensors"):
+        with safe_open(str(shard), framework="pt") as f:
+            ids += json.loads(f.metadata()["ids"])
+    assert len(ids) == len(set(ids)) == 48
+    for k in range(2):  # each fold's run starts from the probe head and reads what it did not compute
+        log = (out / f"fold{k}" / "run" / "train.log").read_text()
+        assert "LP-FT: starting from the probe head" in log and "frozen stem + stages 0-5" in log

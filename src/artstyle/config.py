@@ -40,14 +40,22 @@ class TrainConfig:
                     "every level plus the pooled features: sees how a picture is drawn)", ("pooled", "style"))
     # --- schedule ---
     mode: str = opt("finetune", "finetune (whole network) or probe (frozen features + a fitted head, see --probe-head)", ("finetune", "probe"))
+    freeze_stages: int = opt(0, "finetune: freeze the stem and the first K stages (EfficientNet blocks[:K]) and "
+                                "train the rest; their output is computed once per image and view (--probe-views) "
+                                "and cached (--feature-cache), so an epoch costs only the rest; 0 = train it whole")
+    head_init: str = opt("fresh", "finetune: fresh (a new head, warmed up alone for --freeze-epochs) or probe "
+                         "(LP-FT: start from the head --mode probe fits on the starting features, with "
+                         "--probe-head, --probe-c and --balance)", ("fresh", "probe"))
     epochs: int = opt(20, "maximum epochs (early stopping usually ends sooner)")
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
     lr: float = opt(1e-3, "initial learning rate")
-    feature_cache: str = opt("", "probe/crossval: folder of frozen features kept per image, shared between runs "
-                                 "(default: inside the run directory)")
-    probe_views: int = opt(0, "probe/crossval: extra views of each training image with the anti-shortcut "
-                              "augmentations (borders, rescaling, JPEG, grayscale), their features cached too")
+    feature_cache: str = opt("", "probe, crossval and --freeze-stages: folder of frozen features (and frozen "
+                                 "stages' activations) kept per image, shared between runs (default: inside the "
+                                 "run directory)")
+    probe_views: int = opt(0, "probe, crossval and --freeze-stages: extra views of each training image with the "
+                              "anti-shortcut augmentations (borders, rescaling, JPEG, grayscale), their features "
+                              "cached too")
     probe_c: float = opt(0.0, "probe: inverse L2 strength C of the logistic head; 0 = choose it on the val split")
     probe_head: str = opt("linear", "probe/crossval: linear (logistic regression) or mlp (one hidden ReLU layer of "
                           "--hidden units, default 512, early-stopped on held-out groups of the training rows)",
@@ -67,8 +75,9 @@ class TrainConfig:
     rescale_p: float = opt(0.5, "random down-and-up scaling: ... nor on resolution")
     border_p: float = opt(0.2, "random solid borders / letterboxing: ... nor on framing")
     grayscale_p: float = 0.1
-    balance: str = opt("none", "none, weights (class-weighted loss), sampler (balanced batches) or groups (probe: "
-                       "every group weighs the same, so that big sources do not decide the model)",
+    balance: str = opt("none", "none, weights (class-weighted loss), sampler (balanced batches) or groups (probe "
+                       "and --freeze-stages: every group weighs the same, so that big sources do not decide the "
+                       "model)",
                        ("none", "weights", "sampler", "groups"))
     # --- system ---
     seed: int = 42
@@ -81,8 +90,9 @@ class TrainConfig:
 
     @property
     def model_hidden(self) -> int:
-        """Width of the model's hidden head layer: ``hidden``, or for an MLP probe head its default."""
-        if self.mode == "probe" and self.probe_head == "mlp":
+        """Width of the model's hidden head layer: ``hidden``, or for an MLP probe head (in probe
+        mode, or as the start of a fine-tune) its default."""
+        if (self.mode == "probe" or self.head_init == "probe") and self.probe_head == "mlp":
             return self.hidden or MLP_HIDDEN
         return self.hidden
 

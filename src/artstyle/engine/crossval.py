@@ -148,9 +148,14 @@ def out_of_fold_logits(features: np.ndarray, views: pd.DataFrame, fold: np.ndarr
 
 def finetune_folds(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold: np.ndarray, classes: list[str]):
     """Returns ``k -> logits`` of fold k's images from a whole training run on the other folds,
-    early-stopped on an inner split by group. A fold whose run was killed continues that run."""
+    early-stopped on an inner split by group. A fold whose run was killed continues that run.
+    The folds share one cache (``--feature-cache``, else ``DIR/features``): with
+    ``--freeze-stages`` each image's frozen activations are computed by the first fold that
+    trains on it, and read by the others."""
     from ..data.splitter import split as split_manifest
     from .trainer import train
+
+    cache = cfg.feature_cache or str(out / "features")
 
     def fold_logits(k: int) -> np.ndarray:
         fold_dir = out / f"fold{k}"
@@ -163,7 +168,7 @@ def finetune_folds(cfg: TrainConfig, out: Path, frame: pd.DataFrame, fold: np.nd
             for name, part in (("train", inner["train"]), ("val", inner["val"]), ("test", frame[fold == k])):
                 part.to_csv(split_dir / f"{name}.csv", index=False)
             result = train(TrainConfig.from_dict({**cfg.to_dict(), "data": str(split_dir),
-                                                  "output": str(fold_dir / "run")}))
+                                                  "output": str(fold_dir / "run"), "feature_cache": cache}))
         preds = pd.read_csv(result.run_dir / "test" / "predictions.csv")
         return logits_from_probs(preds[[f"p_{c}" for c in classes]].to_numpy())
 
@@ -371,7 +376,9 @@ def plot_groups(metrics: dict, path: Path) -> None:
 def write_report(out: Path, metrics: dict, cfg: TrainConfig) -> None:
     lines = [
         f"# Cross-validation by group: {cfg.backbone}, {cfg.head} head, {cfg.mode}"
-        f"{' (MLP head)' if cfg.mode == 'probe' and cfg.probe_head == 'mlp' else ''}, {cfg.image_size} px",
+        f"{' (MLP head)' if cfg.mode == 'probe' and cfg.probe_head == 'mlp' else ''}"
+        f"{f', stem and stages 0-{cfg.freeze_stages - 1} frozen' if cfg.mode == 'finetune' and cfg.freeze_stages else ''}"
+        f"{', from the probe head' if cfg.mode == 'finetune' and cfg.head_init == 'probe' else ''}, {cfg.image_size} px",
         "",
         f"{metrics['folds']} folds; each holds out whole groups (sources) of every class. {metrics['n']} images.",
         "",
@@ -415,6 +422,9 @@ def crossval(config: TrainConfig | None = None, *, folds: int | None = None, pha
     fold_runner = FOLD_RUNNERS.get(cfg.mode)
     if fold_runner is None:
         raise ArtstyleError(f"unknown mode '{cfg.mode}' (choose probe or finetune)")
+    from .trainer import check_finetune_options
+
+    check_finetune_options(cfg)
     frame = load_grouped_manifest(cfg.data)
     classes = sorted(frame["label"].unique())
     fold = assign_folds(frame, folds, cfg.seed, phash_threshold)
@@ -453,6 +463,7 @@ def write_results(out: Path, cfg: TrainConfig, frame: pd.DataFrame, fold: np.nda
     metrics = grouped_metrics(frame, logits, fold, classes)
     metrics |= {"data": str(cfg.data), "mode": cfg.mode, "backbone": cfg.backbone, "head": cfg.head,
                 "probe_head": cfg.probe_head, "image_size": cfg.image_size, "balance": cfg.balance,
+                "freeze_stages": cfg.freeze_stages, "head_init": cfg.head_init,
                 "seconds": seconds}
     probs = calibrated_probs(logits, metrics["temperature"])
     predictions = frame[["path", "label", "group"]].assign(

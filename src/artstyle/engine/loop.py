@@ -21,9 +21,13 @@ def autocast(device: torch.device, enabled: bool):
     return nullcontext()
 
 
-def to_device(images: torch.Tensor, targets: torch.Tensor, device: torch.device, channels_last: bool):
+def to_device(images, targets: torch.Tensor, device: torch.device, channels_last: bool):
+    """``images`` on the device: a batch of images, or a tuple of inputs (--freeze-stages' cached
+    activations and statistics); channels-last applies to the 4-d ones."""
+    if isinstance(images, (tuple, list)):
+        return tuple(to_device(x, targets, device, channels_last)[0] for x in images), targets.to(device)
     images = images.to(device, non_blocking=True)
-    if channels_last:
+    if channels_last and images.dim() == 4:
         images = images.contiguous(memory_format=torch.channels_last)
     return images, targets.to(device, non_blocking=True)
 

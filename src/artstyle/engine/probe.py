@@ -76,7 +76,6 @@ def feature_id(path: str, view: int = 0, augment_key: str = "") -> str:
     return path if not view else f"{path}|{augment_key}|view{view}"
 
 
-@torch.inference_mode()
 def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int = -1,
                      batch_size: int = 64, desc: str = "features", augment=None) -> np.ndarray:
     """Features of every image (and ``view``) of ``frame``, in order."""
@@ -87,11 +86,14 @@ def extract_features(model, frame: pd.DataFrame, spec, device, *, workers: int =
     dataset = ViewDataset(frame, spec, augment)
     loader = build_loader(dataset, batch_size=batch_size, train=False,
                           workers=default_workers(workers, device.type), seed=0)
-    model.eval().to(memory_format=torch.channels_last)  # ~2x faster on CPU
+    # ~2x faster on CPU. Outside inference mode: weights converted inside it would become
+    # inference tensors, which a fine-tune starting from the probe (--head-init probe) cannot train.
+    model.eval().to(memory_format=torch.channels_last)
     out = []
-    for images, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        images, _ = to_device(images, targets, device, channels_last=True)
-        out.append(raw_features(model, images).cpu())
+    with torch.inference_mode():
+        for images, targets in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+            images, _ = to_device(images, targets, device, channels_last=True)
+            out.append(raw_features(model, images).cpu())
     return torch.cat(out).numpy() if out else np.zeros((0, 0), np.float32)
 
 
@@ -351,6 +353,14 @@ def write_head(model: torch.nn.Module, pipeline) -> None:
         for layer, (w, b) in [(linears[0], (weight, bias)), *rest]:
             layer.weight.copy_(w)
             layer.bias.copy_(b)
+
+
+def start_from_probe(cfg: TrainConfig, model, spec, frames: dict[str, pd.DataFrame], features: dict) -> dict:
+    """LP-FT's start (``head_init="probe"``): the head probe mode fits on ``features`` (the model's
+    head inputs for the rows of ``probe_parts(frames, cfg)``), written into ``model``. Returns its row."""
+    head, best_row, _, _ = fit_probe_head(features, probe_parts(frames, cfg), cfg, spec.classes)
+    write_head(model, head)
+    return best_row
 
 
 def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> dict:

@@ -159,10 +159,12 @@ def head_parameters(model: nn.Module) -> list[nn.Parameter]:
     return list(model.get_classifier().parameters())
 
 
-def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
+def set_backbone_trainable(model: nn.Module, trainable: bool, fixed: set[int] = frozenset()) -> None:
+    """The head always trains; the rest of the backbone when ``trainable``, except the parameters
+    whose ids are in ``fixed`` (--freeze-stages: the frozen stages and the batch norms)."""
     head = {id(p) for p in head_parameters(model)}
     for p in model.parameters():
-        p.requires_grad = trainable or id(p) in head
+        p.requires_grad = id(p) in head or (trainable and id(p) not in fixed)
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
@@ -275,7 +277,8 @@ def restore_state(run_dir, model, optimizer, scheduler, stopper, info: DistInfo)
     return state["epoch"] + 1, state["history"], state
 
 
-def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
+def image_loaders(cfg: TrainConfig, spec: ModelSpec, frames, device, info: DistInfo):
+    """(train, val) loaders of the images, the train one with the random augmentations."""
     workers = default_workers(cfg.workers, device.type)
     train_set = image_dataset(frames["train"], spec, create_train_transform(cfg, spec))
     val_set = image_dataset(frames["val"], spec, create_eval_transform(spec))
@@ -283,6 +286,40 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
                                 distributed=info.enabled, balanced=cfg.balance == "sampler")
     val_loader = build_loader(val_set, batch_size=cfg.batch_size * 2, train=False, workers=workers, seed=cfg.seed,
                               distributed=info.enabled)
+    return train_loader, val_loader
+
+
+def start_from_probe_head(cfg: TrainConfig, run_dir: Path, model, spec, frames, device, cached) -> None:
+    """--head-init probe: the probe's head on the starting model's features, from the cached
+    activations with --freeze-stages, else from the feature cache (computed where missing)."""
+    from .probe import cached_features, probe_parts, start_from_probe
+    from .transforms import create_view_augmentation
+
+    if cached is not None:
+        features = cached.probe_features()
+    else:
+        cache = Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features"
+        features = cached_features(cache, model, spec, probe_parts(frames, cfg), device, cfg.workers,
+                                   augment=create_view_augmentation(cfg))
+    row = start_from_probe(cfg, model, spec, frames, features)
+    log.info(f"LP-FT: starting from the probe head (val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f})")
+
+
+def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
+    cached = None
+    if cfg.freeze_stages:  # the frozen stages' output cached; the rest trains on it (activations.py)
+        from .activations import frozen_stage_data
+
+        if info.enabled:
+            raise ArtstyleError("--freeze-stages runs in one process; launch it without torchrun")
+        cached = frozen_stage_data(cfg, run_dir, model, spec, frames, device)
+        net, train_loader, val_loader, fixed = cached.tail, cached.train, cached.val, cached.fixed
+    else:
+        net, fixed = model, frozenset()
+        train_loader, val_loader = image_loaders(cfg, spec, frames, device, info)
+    resuming = (run_dir / "weights" / "state.pt").is_file()
+    if cfg.head_init == "probe" and not resuming:  # a resume restores the trained head instead
+        start_from_probe_head(cfg, run_dir, model, spec, frames, device, cached)
     weight = class_weights(frames["train"], spec.classes).to(device) if cfg.balance == "weights" else None
     criterion = nn.CrossEntropyLoss(weight=weight, label_smoothing=cfg.label_smoothing)
     eval_criterion = nn.CrossEntropyLoss()
@@ -297,7 +334,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
                                                            patience=cfg.lr_patience, min_lr=cfg.min_lr)
     stopper = EarlyStopping(cfg.patience, mode)
     start, history, best_weights = 0, [], None
-    if (run_dir / "weights" / "state.pt").is_file():
+    if resuming:
         start, history, state = restore_state(run_dir, model, optimizer, scheduler, stopper, info)
         best_weights = state.get("best_model")
         # A kill may have come after the commit but before these were written.
@@ -310,9 +347,11 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
             break
         if frozen != (epoch < cfg.freeze_epochs):
             frozen = epoch < cfg.freeze_epochs
-            set_backbone_trainable(model, not frozen)
-            ddp = wrap_ddp(model, device, info)
-        if info.enabled:
+            set_backbone_trainable(model, not frozen, fixed)
+            ddp = wrap_ddp(net, device, info)
+        if hasattr(train_loader, "set_epoch"):  # cached views: the epoch's views and order
+            train_loader.set_epoch(epoch)
+        elif info.enabled:
             train_loader.sampler.set_epoch(epoch)
         elif train_loader.generator is not None:
             train_loader.generator.manual_seed(cfg.seed + epoch)  # same order after a resume
@@ -320,10 +359,10 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "frozen": frozen}
         row |= train_one_epoch(ddp, criterion, optimizer, train_loader, device, epoch=epoch, info=info,
                                amp=amp, channels_last=channels_last)
-        row |= evaluate_epoch(model, eval_criterion, val_loader, device, info=info, amp=amp,
+        row |= evaluate_epoch(net, eval_criterion, val_loader, device, info=info, amp=amp,
                               channels_last=channels_last)
         row["seconds"] = time.perf_counter() - tick
-        row["images_per_s"] = len(train_set) / max(row["seconds"], 1e-9)
+        row["images_per_s"] = len(frames["train"]) / max(row["seconds"], 1e-9)
         history.append(row)
         monitored = row[cfg.monitor]
         is_best = stopper.step(monitored, epoch)
@@ -351,11 +390,23 @@ def train(config: TrainConfig | None = None, *, resume: str | None = None, **ove
         cfg = TrainConfig.from_dict({**(config.to_dict() if config else {}), **overrides})
         if not cfg.data:
             raise ArtstyleError("no data given: pass a data dir, manifest CSV or split dir")
+    check_finetune_options(cfg)
     info = init_distributed(cfg.device if cfg.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu"))
     try:
         return run_training(cfg, info, resuming=bool(resume))
     finally:
         cleanup(info)
+
+
+def check_finetune_options(cfg: TrainConfig) -> None:
+    """--freeze-stages and --head-init requests that cannot work, refused before any work."""
+    from ..models.stages import check_freeze_request
+
+    if cfg.freeze_stages and cfg.mode != "finetune":
+        raise ArtstyleError(f"--freeze-stages is for --mode finetune (--mode {cfg.mode} freezes the whole backbone)")
+    if cfg.mode == "finetune" and cfg.head_init == "probe" and cfg.hidden and cfg.probe_head != "mlp":
+        raise ArtstyleError("--head-init probe fits a linear head; drop --hidden or pass --probe-head mlp")
+    check_freeze_request(cfg.backbone, cfg.freeze_stages)
 
 
 def record_run_start(run_dir, cfg, frames, classes, spec, device, info) -> None:
