@@ -58,6 +58,9 @@ def register(sub) -> None:
                        help="frames per video, spread evenly, skipping the first and last 5%% (default 16)")
     video.add_argument("--every", type=float, metavar="SECONDS",
                        help="instead of --frames: one frame every SECONDS from the start")
+    video.add_argument("--exact-frames", action="store_true",
+                       help="read exactly the planned frames (default: the nearest frame that decodes from a "
+                            "keyframe alone, each with its own time; exact seeks are several times slower)")
     video.add_argument("--per-frame", metavar="OUT.jsonl",
                        help="also write each sampled frame's prediction (path, frame, time_s, label, p_<class>)")
     ray = p.add_argument_group("scale out with Ray (pip install 'artstyle[ray]')")
@@ -206,7 +209,8 @@ def run(args) -> int:
         with open_output(args.output, stdout) as stream, open_per_frame(args.per_frame) as per_frame:
             writer = open_writer(fmt, stream, classifier.classes, args.top_k,
                                  video=any(may_be_video(p) for p in inputs))
-            predictions = classifier.predict_iter(inputs, frames=args.frames, every=args.every)
+            predictions = classifier.predict_iter(inputs, frames=args.frames, every=args.every,
+                                                  exact_frames=args.exact_frames)
             bar, predictions = progress_bar(predictions, len(inputs), show_bar)
             try:
                 for pred in predictions:
