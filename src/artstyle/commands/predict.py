@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 
@@ -112,7 +113,7 @@ def check_args(args) -> None:
     if args.top_k < 1:
         raise ArtstyleError("--top-k must be at least 1")
     check_model_args(args)
-    if args.frames < 1 or (args.every is not None and args.every <= 0):
+    if args.frames < 1 or (args.every is not None and not 0 < args.every < math.inf):
         raise ArtstyleError("--frames must be at least 1 and --every a positive number of seconds")
     if args.explain and not args.output:
         raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")

@@ -269,7 +269,8 @@ class Classifier:
         return list(self.predict_iter(inputs, errors=errors, frames=frames, every=every, exact_frames=exact_frames))
 
     def predict_video(self, source, *, frames: int = DEFAULT_FRAMES, every: float | None = None,
-                      exact_frames: bool = False, name: str | None = None, thumbnails: bool = False):
+                      exact_frames: bool = False, name: str | None = None, thumbnails: bool = False,
+                      max_frames: int | None = None):
         """Classify a video file (path or bytes: MP4, MOV, MKV, WebM, AVI, animated GIF or WebP)
         -> ``VideoPrediction``: the mean of the calibrated probabilities of ``frames`` frames
         spread over the middle 90 % of the video, or of one frame every ``every`` seconds; the
@@ -277,9 +278,10 @@ class Classifier:
         time (and a small JPEG data URL of the model's view with ``thumbnails``). A planned frame
         is read as the nearest one that decodes from a keyframe alone, unless ``exact_frames``
         (several times slower on a film: frame-exact seeks decode from the keyframe before).
-        Raises ``ImageLoadError`` for a file that is not a readable video."""
+        Raises ``ImageLoadError`` for a file that is not a readable video, or one of which
+        ``every`` would sample more than ``max_frames`` frames."""
         return classify_video(self, source, name=name, frames=frames, every=every, exact_frames=exact_frames,
-                              thumbnails=thumbnails)
+                              thumbnails=thumbnails, max_frames=max_frames)
 
     def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
                      workers: int | None = None, frames: int = DEFAULT_FRAMES,

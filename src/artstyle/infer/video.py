@@ -554,12 +554,16 @@ def open_reader(path: str, label: str, container: str, exact: bool = False) -> C
 
 def classify_video(clf, source, *, name: str | None = None, frames: int = DEFAULT_FRAMES,
                    every: float | None = None, exact_frames: bool = False,
-                   thumbnails: bool = False) -> VideoPrediction:
+                   thumbnails: bool = False, max_frames: int | None = None) -> VideoPrediction:
     """``Classifier.predict_video`` for ``clf``, a ``Classifier``: see there."""
     check_sampling(frames, every)
     label = name or str(source if not isinstance(source, BYTES_TYPES) else "<bytes>")
     with open_frames(source, label, exact_frames) as reader:
         plan = frame_plan(reader.frame_count, reader.fps, frames, every)
+        if every and max_frames is not None and len(plan) > max_frames:
+            raise ImageLoadError(label, f"one frame every {every:g} s is {len(plan)} frames of this "
+                                        f"{reader.frame_count / reader.fps:.0f}-second video, over the limit of "
+                                        f"{max_frames}: ask for a longer interval")
         # Each frame is cropped as soon as it is decoded, and the model takes a batch of crops
         # at a time: one full-size frame and one batch of crops are all a film holds in memory.
         crops = ((index, time_s, to_crop(rgb, clf.image_size, clf.crop_pct, name=label))
@@ -576,7 +580,7 @@ def classify_video(clf, source, *, name: str | None = None, frames: int = DEFAUL
 
 
 def check_sampling(frames: int, every: float | None) -> None:
-    if every is not None and every <= 0:
+    if every is not None and not (0 < every < math.inf):
         raise ValueError(f"every must be a positive number of seconds, not {every}")
     if every is None and frames < 1:
         raise ValueError(f"frames must be at least 1, not {frames}")
