@@ -120,8 +120,6 @@ def check_args(args) -> None:
     if args.engine == "ray":
         if args.explain or args.top_k != 1 or args.format not in (None, "csv"):
             raise ArtstyleError("--engine ray writes CSV or Parquet rows; --explain, --top-k and --format are local only")
-        if args.per_frame:
-            raise ArtstyleError("--per-frame is local only")
         if args.streams is not None:
             raise ArtstyleError("--streams is local only: each Ray actor runs one batch at a time (--actors scales out)")
         if args.actors < 1 or args.cpus_per_actor <= 0:
@@ -255,7 +253,8 @@ def run_ray(args) -> int:
         args.inputs, args.output, args.model, progress=not args.no_progress and sys.stderr.isatty(),
         on_failure=report, actors=args.actors, batch_size=args.batch_size, cpus_per_actor=args.cpus_per_actor,
         threads=args.threads, url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
-        precision=args.precision, frames=args.frames, every=args.every,
+        precision=args.precision, frames=args.frames, every=args.every, exact_frames=args.exact_frames,
+        per_frame=args.per_frame,
     )
     if failures:
         more = f" ({failures - MAX_LISTED_FAILURES} not listed above)" if failures > MAX_LISTED_FAILURES else ""
