@@ -280,7 +280,10 @@ def read_plan(path: Path, exact: bool = False, **sampling) -> tuple[list[int], l
 
 
 def test_far_frames_come_from_keyframes_and_are_the_frames_at_their_times(clf, moving_frames, tmp_path, monkeypatch):
-    from artstyle.infer.video import CAPTURE_OPTIONS, sampling_windows
+    from artstyle.infer.video import CAPTURE_OPTIONS, KEYFRAME_READS, sampling_windows
+
+    if not KEYFRAME_READS:
+        pytest.skip("OpenCV 4's demux-only mode gives packets no time: every frame is read exact there")
 
     video = h264_video(tmp_path / "gop24.mp4", moving_frames, keyint=24)
     truth = every_frame(video)

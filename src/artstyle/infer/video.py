@@ -66,6 +66,10 @@ GRAB_MAX = 32
 # Where only frame-exact seeks will do (--exact-frames, or no keyframe near a target), frames
 # nearer than this are grabbed rather than sought: a frame-exact seek decodes 16 to 266 frames.
 SEEK_MIN_GAP = 300
+# OpenCV 5's demux-only mode (``Keyframes``) gives each packet its time; OpenCV 4's leaves
+# CAP_PROP_POS_MSEC at the last decoded frame's (4.10 and 4.12 checked), so there every frame is
+# read frame-exact.
+KEYFRAME_READS = int(cv2.__version__.split(".")[0]) >= 5
 # Packets the demux-only capture reads, at most, looking for the keyframes around a target
 # (about 10 µs each: reading, not decoding).
 MAX_KEY_SCAN = 1500
@@ -235,7 +239,8 @@ class CvFrames:
     with its index and its own timestamp."""
 
     def __init__(self, path: str, label: str, container: str, exact: bool = False):
-        self.path, self.label, self.container, self.exact = path, label, container, exact
+        self.path, self.label, self.container = path, label, container
+        self.exact = exact or not KEYFRAME_READS
         self.capture = open_capture(path)
         if not self.capture.isOpened():
             raise ImageLoadError(label, f"cannot open this {container} file: no video track, truncated or "
