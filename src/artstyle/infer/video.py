@@ -13,7 +13,7 @@ the frames' calibrated probabilities, plus the share of frames each class wins.
 
 A planned frame far from the last one read is taken, by default, as the frame 16 after the
 keyframe nearest it, which OpenCV's seek decodes from that keyframe alone; a frame-exact seek
-decodes every frame from the keyframe before (6.5x the time on an H.264 film: ``CvFrames``).
+decodes every frame from the keyframe before (6x the time on an H.264 film: ``CvFrames``).
 Each frame carries its own timestamp; ``exact_frames`` (``--exact-frames``) reads the planned
 frames themselves.
 """
@@ -57,10 +57,10 @@ CONTAINERS = "MP4, MOV, Matroska/WebM, AVI, animated GIF or WebP"
 # before t - 16 and decodes every frame from there up to t (CvCapture_FFMPEG::seek in videoio's
 # cap_ffmpeg_impl.hpp). So the frame 16 after a keyframe costs 17 decodes, whereas frame t costs
 # t minus the keyframe before t - 16: on a 720p H.264 film with x264's default keyframe interval
-# (250 frames) a frame-exact seek cost as much as grabbing 147 frames, 6.5 times a read aligned on
+# (250 frames) a frame-exact seek cost as much as grabbing 132 frames, 6.3 times a read aligned on
 # a keyframe (bench/bench_video.py).
 OPENCV_SEEK_BACK = 16
-# A read aligned on a keyframe (a seek and 17 decodes) costs about as much as grabbing 23 to 32
+# A read aligned on a keyframe (a seek and 17 decodes) costs about as much as grabbing 21 to 32
 # frames in a row (bench runs): frames this near are reached by grabbing, which is also exact.
 GRAB_MAX = 32
 # Where only frame-exact seeks will do (--exact-frames, or no keyframe near a target), frames
@@ -77,7 +77,7 @@ MAX_KEY_SCAN = 1500
 # exact frame.
 EXACT_SLACK = 8
 # Decoding every keyframe in a row, skipping the frames between (``KEYFRAME_ONLY``), cost 4.1
-# times less per keyframe than an aligned read (bench/bench_video.py): targets at least a
+# to 4.6 times less per keyframe than an aligned read (bench/bench_video.py): targets at least a
 # quarter as many as the keyframes before the last one are read in one such pass.
 KEYFRAME_PASS_GAIN = 4
 # OpenCV hands the options in this variable to FFmpeg when a capture opens (key;value|key;value);
