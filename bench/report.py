@@ -554,14 +554,33 @@ def render_sort(ctx: Context) -> str:
 def render_video(ctx: Context) -> str:
     data = ctx.results["video.json"]
     video, reads = data.get("video", {}), data.get("read_strategies", {})
-    rows = [[name.replace("_", " "), r.get("frames_used"), r.get("end_to_end_s"), r.get("video_seconds_per_wall_second"),
-             r.get("frames_per_s"), pct(r.get("decode_share"), 0), pct(r.get("model_share"), 0)]
-            for name, r in data.get("samplings", {}).items()]
-    header = ["sampling", "frames", "seconds", "video-seconds per second", "frames/s", "decode share", "model share"]
+    passes = reads.get("keyframe_pass_ms_per_keyframe", {})
+    rows = [[name.replace("_", " "), mode, r.get("frames_used"), r.get("end_to_end_s"),
+             r.get("video_seconds_per_wall_second"), r.get("frames_per_s"), r.get("decode_only_s"), r.get("model_only_s"),
+             pct(r.get("decode_share"), 0), pct(r.get("model_share"), 0)]
+            for name, modes in data.get("samplings", {}).items() for mode, r in modes.items()]
+    header = ["sampling", "frames read", "frames", "seconds", "video-seconds per second", "frames/s",
+              "decode s", "model s", "decode share", "model share"]
     return (f"A {video.get('duration_s', 0) // 60}-minute {video.get('size')} {video.get('codec')} video at "
-            f"{video.get('fps')} fps. Reading on: {reads.get('grab_ms_per_frame')} ms per frame grabbed, "
-            f"{reads.get('seek_far_ms_per_frame')} ms per seek.\n\n" + table(header, rows)
+            f"{video.get('fps')} fps ({reads.get('keyframes')} keyframes). Reaching a frame: "
+            f"{reads.get('grab_ms_per_frame')} ms grabbing the next one; {reads.get('exact_seek_ms_per_frame')} ms "
+            f"by a frame-exact seek ({reads.get('exact_seek_costs_grabs')} grabs' worth); "
+            f"{reads.get('keyframe_aligned_read_ms_per_frame')} ms by a read aligned on a keyframe "
+            f"({reads.get('aligned_read_costs_grabs')} grabs); {passes.get('one_thread')} ms per keyframe in a "
+            f"keyframe-only pass on one decoding thread ({passes.get('ffmpeg_default_threads')} ms on FFmpeg's "
+            f"default threads).{load_note(data)}\n\n" + table(header, rows)
             + "\n\n" + source_note(ctx, "video.json"))
+
+
+def load_note(data: dict) -> str:
+    """The machine's load average (1 minute) at the start and end of a run, where it was busy."""
+    provenance = data.get("provenance", {})
+    start, end = provenance.get("load_average_at_start"), provenance.get("load_average_at_end")
+    cores = provenance.get("cpu", {}).get("usable_cores")
+    if not start or not end or not cores or max(start[0], end[0]) < 0.5 * cores:
+        return ""
+    return (f" The machine was shared: load average {start[0]:g} at the start and {end[0]:g} at the end, on "
+            f"{cores} cores, so every time is longer than on a quiet machine (the ratios hold better).")
 
 
 RENDERERS = {

@@ -237,3 +237,41 @@ def test_videos_are_spread_over_actors_and_their_rows_join_the_images_in_order(l
                [theirs[k] for k in theirs if k.startswith(("frames", "share_"))]
     assert got[1]["frames"] == "4" and got[0]["frames"] == "" and got[3]["error"].startswith("cannot open this MP4")
     assert f"artstyle: error: {folder / 'd.mp4'}: {got[3]['error']}" in err
+
+
+def test_a_manifests_videos_are_videos_and_per_frame_records_come_back(local_ray, shared_data, tmp_path, capsys):
+    """Videos named by a manifest (which only the workers read) are classified as videos, by
+    content as locally (one named .bin), and --per-frame gathers every video's frame records,
+    the listed ones' and the manifest's, in the rows' order: the local engine's records."""
+    import json
+
+    from predict_support import video_frames, write_video
+
+    frames = video_frames(sorted((shared_data / "anime").glob("*.jpg"))[:6])
+    assert write_video(tmp_path / "listed.avi", frames, "MJPG", 6.0)
+    assert write_video(tmp_path / "clip.mkv", frames[::-1], "MJPG", 6.0)
+    shutil.copy(tmp_path / "listed.avi", tmp_path / "renamed.bin")
+    photo = shutil.copy(sorted((shared_data / "human").glob("*.jpg"))[0], tmp_path / "photo.jpg")
+    named = [str(tmp_path / n) for n in ("photo.jpg", "clip.mkv", "renamed.bin")]
+    (tmp_path / "m.csv").write_text("path\n" + "".join(f"{p}\n" for p in named))
+    listed = str(tmp_path / "listed.avi")
+    on_ray, local = tmp_path / "ray.csv", tmp_path / "local.csv"
+    assert main(["predict", listed, str(tmp_path / "m.csv"), "--engine", "ray", "-o", str(on_ray), "--frames", "4",
+                 "--per-frame", str(tmp_path / "ray.jsonl")]) == 0
+    assert main(["predict", listed, *named, "-o", str(local), "--frames", "4",
+                 "--per-frame", str(tmp_path / "local.jsonl")]) == 0
+    assert capsys.readouterr().err == ""
+    got, expected = read_rows(on_ray), read_rows(local)
+    assert_same_rows(got, expected)
+    assert [r["frames"] for r in got] == ["4", "", "4", "4"] and str(photo) == got[1]["path"]
+    assert all(r[k] == e[k] for r, e in zip(got, expected) for k in r if k.startswith(("share_", "duration")))
+    records = [json.loads(line) for line in (tmp_path / "ray.jsonl").read_text().splitlines()]
+    wanted = [json.loads(line) for line in (tmp_path / "local.jsonl").read_text().splitlines()]
+    assert [(r["path"], r["frame"], r["time_s"], r["label"]) for r in records] == \
+           [(r["path"], r["frame"], r["time_s"], r["label"]) for r in wanted]
+    assert len(records) == 12 and {r["path"] for r in records} == {listed, named[1], named[2]}
+    assert all(r["p_anime"] == pytest.approx(w["p_anime"], abs=1e-5) for r, w in zip(records, wanted))
+    # Parquet parts are written by the workers: the records have no way back there.
+    assert main(["predict", listed, "--engine", "ray", "-o", str(tmp_path / "parts"),
+                 "--per-frame", str(tmp_path / "x.jsonl")]) == 1
+    assert "--per-frame with --engine ray needs CSV output" in capsys.readouterr().err

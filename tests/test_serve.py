@@ -32,7 +32,7 @@ from artstyle.cli import main  # noqa: E402
 from artstyle.serve import ServeSettings, create_app  # noqa: E402
 from corpus import EXPECTED_REASON, expected_invalid, png_claiming_size  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
-from predict_support import ASSETS, CLASSES, copy_model  # noqa: E402
+from predict_support import ASSETS, CLASSES, copy_model, video_frames, write_video  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 LOADGEN = REPO / "bench" / "loadgen.py"
@@ -538,6 +538,29 @@ def test_bad_input_over_http_never_500_and_server_keeps_serving(server, bad_corp
     assert httpx.post(server.url + "/v1/predict", files=tiny).status_code == 400
     assert httpx.post(server.url + "/v1/predict").status_code == 422
     assert post_image(server, shipped.images[2]).status_code == 200
+
+
+def test_real_server_samples_a_video_every_n_seconds_within_its_frame_limit(server, shared_data, tmp_path):
+    """``?every=`` on the video endpoint: validated as the CLI's --every, and the frames it asks
+    of a long video kept within the server's 64 (each comes back as a thumbnail)."""
+    stills = video_frames(sorted((shared_data / "anime").glob("*.jpg"))[:9], 64)
+    video = tmp_path / "anime.avi"
+    assert write_video(video, [f for f in stills for _ in range(8)], "MJPG", 8.0)  # 72 frames, 9 s
+
+    def post(query: str) -> httpx.Response:
+        return httpx.post(server.url + "/v1/predict" + query, files=[("files", ("anime.avi", video.read_bytes(),
+                                                                                 "video/x-msvideo"))], timeout=30)
+
+    result = post("?every=2").json()["results"][0]
+    assert result["label"] == "anime" and result["frames"] == 5
+    assert [f["time_s"] for f in result["frame_strip"]] == [0.0, 2.0, 4.0, 6.0, 8.0]
+    assert post("?every=2&frames=3").json()["results"][0]["frames"] == 5  # every wins, as on the CLI
+    for bad in ("0", "-1", "nan", "inf", "soon"):
+        assert_error(post(f"?every={bad}"), 422, words="every")
+    over = post("?every=0.125")  # every frame: 72, over the limit
+    assert over.status_code == 422
+    assert over.json()["results"][0]["error"] == ("one frame every 0.125 s is 72 frames of this 9-second video, "
+                                                  "over the limit of 64: ask for a longer interval")
 
 
 def test_short_load_no_errors_and_bounded_memory(server, shipped, tmp_path):

@@ -8,6 +8,7 @@ import base64
 import csv
 import io
 import json
+import os
 import shutil
 import subprocess
 import wave
@@ -227,3 +228,99 @@ def test_a_missing_last_frame_is_tolerated_a_missing_half_is_not(clf, shared_dat
     assert every_frame.ok and [f.index for f in every_frame.per_frame] == list(range(15))
     half = clf.predict(truncated(video, tmp_path / "half.avi"), every=1 / FPS, errors="return")
     assert half.error.startswith("truncated or corrupt: the frame at")
+
+
+# ------------------------------------------------------------------ reading far frames from keyframes
+
+H264_FPS = 24
+
+
+def h264_video(path: Path, frames: list[np.ndarray], keyint: int) -> Path:
+    """``frames`` as H.264 in MP4 with a keyframe every ``keyint`` frames exactly and B-frames,
+    by Debian's ffmpeg (OpenCV's writer always puts a keyframe every 12 frames)."""
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("ffmpeg (apt-get install ffmpeg) writes the H.264 video")
+    height, width = frames[0].shape[:2]
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{width}x{height}",
+                    "-r", str(H264_FPS), "-i", "-", "-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
+                    "-g", str(keyint), "-keyint_min", str(keyint), "-sc_threshold", "0", "-pix_fmt", "yuv420p",
+                    str(path)], input=b"".join(f.tobytes() for f in frames), check=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def moving_frames(shared_data):
+    """20 s at 24 fps: a real image a second, each moving a pixel a frame, so no two frames match."""
+    stills = [f for c in ("human", "cartoon") for f in frames_of(shared_data / c, 10)]
+    return [np.roll(cv2_resize(stills[i // H264_FPS], 128), i, axis=1) for i in range(20 * H264_FPS)]
+
+
+def cv2_resize(frame: np.ndarray, size: int) -> np.ndarray:
+    import cv2
+
+    return cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def every_frame(path: Path) -> list[np.ndarray]:
+    """The video decoded frame by frame from the start, in RGB: what each index must show."""
+    import cv2
+
+    capture, frames = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG), []
+    while (frame := capture.read()[1]) is not None:
+        frames.append(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+    return frames
+
+
+def read_plan(path: Path, exact: bool = False, **sampling) -> tuple[list[int], list[tuple[int, float, np.ndarray]]]:
+    from artstyle.infer.video import frame_plan, open_frames
+
+    with open_frames(path, str(path), exact) as reader:
+        plan = frame_plan(reader.frame_count, reader.fps, **sampling)
+        return plan, list(reader.read(plan))
+
+
+def test_far_frames_come_from_keyframes_and_are_the_frames_at_their_times(clf, moving_frames, tmp_path, monkeypatch):
+    from artstyle.infer.video import CAPTURE_OPTIONS, KEYFRAME_READS, sampling_windows
+
+    if not KEYFRAME_READS:
+        pytest.skip("OpenCV 4's demux-only mode gives packets no time: every frame is read exact there")
+
+    video = h264_video(tmp_path / "gop24.mp4", moving_frames, keyint=24)
+    truth = every_frame(video)
+    assert len(truth) == len(moving_frames)
+    # Two frames far apart, among many keyframes: each is read as the frame 16 after a keyframe
+    # near its target (17 decodes), within the target's half of the video.
+    plan, reads = read_plan(video, frames=2)
+    assert plan == [132, 348]
+    windows = sampling_windows(plan, len(truth))
+    for (index, time_s, rgb), (low, high) in zip(reads, windows):
+        assert index % 24 == 16 and low <= index <= high and index not in plan
+        assert time_s == pytest.approx(index / H264_FPS) and np.array_equal(rgb, truth[index])
+    # One every 1.5 s (36 frames): dense among the keyframes, so one keyframe-only pass takes the
+    # keyframe nearest each target. The user's capture options are left as they were.
+    monkeypatch.setenv(CAPTURE_OPTIONS, "probesize;5000000")
+    plan, reads = read_plan(video, every=1.5)
+    keyframes = [i for i, _, _ in reads]
+    assert keyframes == [round(t / 24) * 24 if t % 24 != 12 else t - 12 for t in plan]
+    assert all(np.array_equal(rgb, truth[i]) and t == pytest.approx(i / H264_FPS) for i, t, rgb in reads)
+    assert os.environ[CAPTURE_OPTIONS] == "probesize;5000000"
+    monkeypatch.delenv(CAPTURE_OPTIONS)
+    assert [i for i, _, _ in read_plan(video, every=1.5)[1]] == keyframes
+    assert CAPTURE_OPTIONS not in os.environ
+    pred = clf.predict_video(video, every=1.5)
+    assert [f.index for f in pred.per_frame] == keyframes
+    assert [f.time_s for f in pred.per_frame] == [round(i / H264_FPS, 3) for i in keyframes]
+    # Frame-exact on request: the planned frames themselves.
+    plan, reads = read_plan(video, exact=True, frames=2)
+    assert [i for i, _, _ in reads] == plan and all(np.array_equal(rgb, truth[i]) for i, _, rgb in reads)
+    assert clf.predict_video(video, frames=2, exact_frames=True).per_frame[1].time_s == 348 / H264_FPS
+
+
+def test_without_a_keyframe_near_or_with_every_frame_one_the_planned_frames_are_read(moving_frames, tmp_path):
+    one_keyframe = h264_video(tmp_path / "one_keyframe.mp4", moving_frames, keyint=10_000)
+    plan, reads = read_plan(one_keyframe, frames=3)
+    assert [i for i, _, _ in reads] == plan
+    assert np.array_equal(reads[2][2], every_frame(one_keyframe)[plan[2]])
+    mjpeg = write_video(tmp_path / "intra.avi", moving_frames[:240], "MJPG", fps=H264_FPS)  # every frame a keyframe
+    plan, reads = read_plan(mjpeg, frames=3)
+    assert [i for i, _, _ in reads] == plan and min(np.diff(plan)) > 32

@@ -22,13 +22,18 @@ so every input still yields exactly one row.
 
 Videos among the listed files go to a pool of their own, one video per task (``predict_videos``):
 an actor decodes its sampled frames and runs them through its session, so a folder of films is
-spread over the actors. Their rows join the images' in input order.
+spread over the actors. Their rows join the images' in input order. A video among a manifest's
+rows, which only the workers read, is recognised by its decode task as the local engine would
+(by content, or its name) and classified whole by the actor that gets its batch; a run that
+reads a manifest therefore carries the video columns. ``--per-frame`` records travel with the
+rows (a ``per_frame`` column of JSON) and are written by the driver.
 
 This module is ``artstyle.ray``; ``import ray`` below is the absolute import of Ray itself.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections import deque
@@ -45,7 +50,7 @@ from .infer.predictor import (DEFAULT_BATCH_SIZE, DEFAULT_FRAMES, Prediction, fr
                               read_model_bytes, resolve_model)
 from .infer.sources import DEFAULT_MAX_DOWNLOAD, DEFAULT_TIMEOUT, expand_inputs, is_url
 from .infer.video import may_be_video, takes_video_path
-from .infer.writers import row_for
+from .infer.writers import frame_records, row_for
 
 MANIFEST_SUFFIXES = (".csv", ".parquet")
 # The column a manifest names its images by, in order of preference.
@@ -148,12 +153,16 @@ def pack_model(model: str | os.PathLike | None, precision: str = "auto") -> dict
 
 def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: int,
                  url_timeout: float, max_download: int, pillow_limit: int | None) -> dict:
-    """Decode task: each ``source`` -> the model-sized uint8 crop; failures -> ``error``."""
+    """Decode task: each ``source`` -> the model-sized uint8 crop; failures -> ``error``; a video
+    (a manifest's row: the listed ones have their own pool) -> ``video`` set, for the actor."""
     use_pillow_limit(pillow_limit)
     names, sources = list(batch["path"]), list(batch.get("source", batch["path"]))
     pixels = np.zeros((len(names), image_size, image_size, 3), dtype=np.uint8)
     errors = [""] * len(names)
+    videos = np.array([is_video_source(str(source)) for source in sources], dtype=bool)
     for i, (name, source) in enumerate(zip(names, sources)):
+        if videos[i]:
+            continue
         try:
             pixels[i] = load_crop(source, str(name), image_size=image_size, crop_pct=crop_pct,
                                   draft_size=draft_size, url_timeout=url_timeout, max_download=max_download)
@@ -161,16 +170,23 @@ def decode_batch(batch: dict, *, image_size: int, crop_pct: float, draft_size: i
             errors[i] = exc.reason
         except Exception as exc:  # noqa: BLE001 - a decoder bug on one odd file must not fail the job
             errors[i] = f"unexpected {type(exc).__name__}: {exc}"
-    return {"path": np.array(names, dtype=object), "pixels": pixels, "error": np.array(errors, dtype=object)}
+    return {"path": np.array(names, dtype=object), "source": np.array(sources, dtype=object), "pixels": pixels,
+            "error": np.array(errors, dtype=object), "video": videos}
 
 
-def result_schema(classes: Iterable[str], video: bool = False) -> pa.Schema:
+def is_video_source(source: str) -> bool:
+    """Whether the local engine would classify this file as a video (``split_videos``)."""
+    return not is_url(source) and may_be_video(source) and takes_video_path(source)
+
+
+def result_schema(classes: Iterable[str], video: bool = False, per_frame: bool = False) -> pa.Schema:
     """The columns of a result row, typed up front: a batch of failures only has no floats to
-    infer a type from. ``video``: the video columns too (``writers.row_for``)."""
+    infer a type from. ``video``: the video columns too (``writers.row_for``); ``per_frame``:
+    a last column, each video's ``frame_records`` as JSON (empty for an image)."""
     videos = [("frames", pa.int64()), ("duration_s", pa.float64())] + [(f"share_{c}", pa.float64()) for c in classes]
     return pa.schema([("path", pa.string()), ("label", pa.string()), ("confidence", pa.float64())]
                      + [(f"p_{c}", pa.float64()) for c in classes] + (videos if video else [])
-                     + [("error", pa.string())])
+                     + [("error", pa.string())] + ([("per_frame", pa.string())] if per_frame else []))
 
 
 def actor_classifier(model_ref: list, threads: int):
@@ -181,55 +197,73 @@ def actor_classifier(model_ref: list, threads: int):
     return from_bytes(model["bytes"], model["card"], Path(model["name"]), threads=threads, streams=1)
 
 
-class Predictor:
-    """The actor of images: runs the decode tasks' crops through its session."""
+class ResultActor:
+    """What both actors share: the classifier, the rows' schema, and how a video is classified
+    (``sampling``: ``predict_video``'s options; ``per_frame``: its frames' records too)."""
 
-    def __init__(self, model_ref: list, threads: int, video: bool = False):
+    def __init__(self, model_ref: list, threads: int, video: bool, sampling: dict | None, per_frame: bool):
         self.classifier = actor_classifier(model_ref, threads)
-        self.video = video
-        self.schema = result_schema(self.classifier.classes, video)
+        self.video, self.sampling, self.per_frame = video, sampling or {}, per_frame
+        self.schema = result_schema(self.classifier.classes, video, per_frame)
+
+    def predict_video(self, source, name) -> Prediction:
+        try:
+            return self.classifier.predict_video(str(source), name=str(name), **self.sampling)
+        except ImageLoadError as exc:
+            return Prediction(str(name), error=exc.reason)
+
+    def table(self, preds: list[Prediction]) -> pa.Table:
+        rows = [row_for(pred, self.classifier.classes, video=self.video) for pred in preds]
+        if self.per_frame:
+            for row, pred in zip(rows, preds):
+                row["per_frame"] = json.dumps(frame_records(pred)) if getattr(pred, "per_frame", None) else ""
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+
+class Predictor(ResultActor):
+    """The actor of images: runs the decode tasks' crops through its session, and classifies
+    whole the videos that a manifest's rows named."""
+
+    def __init__(self, model_ref: list, threads: int, video: bool = False, sampling: dict | None = None,
+                 per_frame: bool = False):
+        super().__init__(model_ref, threads, video, sampling, per_frame)
 
     def __call__(self, batch: dict) -> pa.Table:
         clf = self.classifier
-        ok = [i for i, e in enumerate(batch["error"]) if not e]
+        videos = batch.get("video", np.zeros(len(batch["path"]), dtype=bool))
+        ok = [i for i, e in enumerate(batch["error"]) if not e and not videos[i]]
         probs = clf.run(np.stack([clf.model_input(batch["pixels"][i]) for i in ok])) if ok else []
         answers = dict(zip(ok, probs))
-        rows = [row_for(clf.to_prediction(str(name), answers[i]) if i in answers
-                        else Prediction(str(name), error=str(batch["error"][i])), clf.classes, video=self.video)
-                for i, name in enumerate(batch["path"])]
-        return pa.Table.from_pylist(rows, schema=self.schema)
+        preds = [self.predict_video(batch["source"][i], name) if videos[i]
+                 else clf.to_prediction(str(name), answers[i]) if i in answers
+                 else Prediction(str(name), error=str(batch["error"][i]))
+                 for i, name in enumerate(batch["path"])]
+        return self.table(preds)
 
 
-class VideoPredictor:
+class VideoPredictor(ResultActor):
     """The actor of videos: each task is one video, decoded and classified whole here."""
 
-    def __init__(self, model_ref: list, threads: int, frames: int, every: float | None):
-        self.classifier = actor_classifier(model_ref, threads)
-        self.frames, self.every = frames, every
-        self.schema = result_schema(self.classifier.classes, video=True)
+    def __init__(self, model_ref: list, threads: int, sampling: dict, per_frame: bool = False):
+        super().__init__(model_ref, threads, True, sampling, per_frame)
 
     def __call__(self, batch: dict) -> pa.Table:
-        rows = []
-        for name, source in zip(batch["path"], batch["source"]):
-            try:
-                pred = self.classifier.predict_video(str(source), name=str(name), frames=self.frames, every=self.every)
-            except ImageLoadError as exc:
-                pred = Prediction(str(name), error=exc.reason)
-            rows.append(row_for(pred, self.classifier.classes, video=True))
-        return pa.Table.from_pylist(rows, schema=self.schema)
+        return self.table([self.predict_video(source, name) for name, source in zip(batch["path"], batch["source"])])
 
 
 def predict_videos(paths: list[str], model: str | os.PathLike | None = None, *, actors: int = 1,
                    cpus_per_actor: float = 1.0, threads: int | None = None, frames: int = DEFAULT_FRAMES,
-                   every: float | None = None, runtime_env: dict | None = None,
-                   precision: str = "auto") -> ray.data.Dataset:
+                   every: float | None = None, exact_frames: bool = False, per_frame: bool = False,
+                   runtime_env: dict | None = None, precision: str = "auto") -> ray.data.Dataset:
     """Classify video files, one video per task on a pool of ``actors`` (the local
-    ``predict_video`` rows, with the video columns), in the order given."""
+    ``predict_video`` rows, with the video columns; ``per_frame``: and a ``per_frame`` column,
+    the frames' records as JSON), in the order given."""
+    sampling = {"frames": frames, "every": every, "exact_frames": exact_frames}
     model_ref = ray.put(pack_model(model, precision))
     return paths_dataset(paths).map_batches(
         VideoPredictor, batch_size=1, batch_format="numpy", num_cpus=cpus_per_actor,
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, min(actors, len(paths)))),
-        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), frames, every),
+        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), sampling, per_frame),
         runtime_env=runtime_env,
     )
 
@@ -239,7 +273,8 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
                     cpus_per_actor: float = 1.0, threads: int | None = None, decode_cpus: float = 1.0,
                     url_timeout: float = DEFAULT_TIMEOUT, max_download: int = DEFAULT_MAX_DOWNLOAD,
                     runtime_env: dict | None = None, precision: str = "auto",
-                    video_columns: bool = False) -> ray.data.Dataset:
+                    video_columns: bool = False, sampling: dict | None = None,
+                    per_frame: bool = False) -> ray.data.Dataset:
     """Classify every row of ``ds`` (a ``path`` column; optionally ``source``, what to open when
     it differs from the name to report) and return a lazy dataset of result rows:
     ``path, label, confidence, p_<class>..., error`` (the local ``predict`` CSV columns).
@@ -249,7 +284,9 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
     threads (default: that many, at least 1); ``decode_cpus``: CPUs per decode task;
     ``runtime_env``: for the actors (e.g. ``{"pip": ["artstyle[ray]"]}`` on a bare cluster);
     ``precision``: as for ``artstyle.load`` ("auto": the shipped model's int8 version);
-    ``video_columns``: the rows carry the (empty) video columns, for a run that has videos too."""
+    ``video_columns``: the rows carry the video columns, for a run that has videos too (a
+    row's video is classified whole by its actor, with ``sampling``, ``predict_video``'s
+    options; ``per_frame``: and a ``per_frame`` column, its frames' records as JSON)."""
     model_data = pack_model(model, precision)
     card = model_data["card"]
     image_size, crop_pct = int(card["image_size"]), float(card.get("crop_pct", 1.0))
@@ -268,7 +305,8 @@ def predict_dataset(ds: ray.data.Dataset, model: str | os.PathLike | None = None
     return decoded.map_batches(
         Predictor, batch_size=batch_size, batch_format="numpy", num_cpus=cpus_per_actor,
         compute=ray.data.ActorPoolStrategy(min_size=low, max_size=high),
-        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), video_columns),
+        fn_constructor_args=([model_ref], threads or max(1, round(cpus_per_actor)), video_columns, sampling,
+                             per_frame),
         runtime_env=runtime_env,
     )
 
@@ -290,30 +328,41 @@ def output_kind(output: str | None) -> str:
 
 def predict_files(inputs: Sequence[str], output: str | None, model: str | os.PathLike | None = None, *,
                   progress: bool = False, on_failure=None, stdout=None, frames: int = DEFAULT_FRAMES,
-                  every: float | None = None, **options) -> tuple[int, int]:
+                  every: float | None = None, exact_frames: bool = False, per_frame: str | None = None,
+                  **options) -> tuple[int, int]:
     """``artstyle predict INPUTS --engine ray -o OUTPUT``: classify on the connected cluster and
     write CSV (in input order, streamed as blocks finish) or a Parquet folder (written by the
     workers, one part file per block, so finished blocks survive a crash of the run).
     Videos are classified first, one per task (``predict_videos``), and their rows join the
-    images' in input order. ``on_failure(path, reason)`` is called for each failed input.
-    Returns (rows, failures)."""
+    images' in input order; a manifest's videos are classified by the actors of its images.
+    ``per_frame``: a JSON Lines file of each video frame's record, as the local ``--per-frame``
+    (CSV output only: the Parquet parts are written by the workers, not here).
+    ``on_failure(path, reason)`` is called for each failed input. Returns (rows, failures)."""
     kind = output_kind(output)
+    if per_frame and kind == "parquet":
+        raise ArtstyleError("--per-frame with --engine ray needs CSV output (-o FILE.csv or stdout): "
+                            "the Parquet parts are written by the workers")
     classes = read_card(resolve_model(model))["classes"]
     listed = list_inputs(inputs)
     images, videos = split_videos(listed)
-    video_columns = any(may_be_video(p) for p in listed)
-    results = (predict_dataset(read_inputs(inputs, images), model, video_columns=video_columns, **options)
-               if images or any(is_manifest(a) for a in inputs) or not videos else None)
+    manifests = any(is_manifest(a) for a in inputs)
+    video_columns = manifests or any(may_be_video(p) for p in listed)
+    sampling = {"frames": frames, "every": every, "exact_frames": exact_frames}
+    results = (predict_dataset(read_inputs(inputs, images), model, video_columns=video_columns, sampling=sampling,
+                               per_frame=bool(per_frame), **options)
+               if images or manifests or not videos else None)
     video_options = {k: options[k] for k in ("actors", "cpus_per_actor", "threads", "runtime_env", "precision")
                      if k in options}
-    video_results = predict_videos(videos, model, frames=frames, every=every, **video_options) if videos else None
+    video_results = (predict_videos(videos, model, per_frame=bool(per_frame), **sampling, **video_options)
+                     if videos else None)
     context = ray.data.DataContext.get_current()
     if kind == "csv":
         context.execution_options.preserve_order = True  # rows in the order the inputs were given
         context.enable_progress_bars = False  # ours counts images/s over the whole cluster
         video_rows = video_results.take_all() if video_results is not None else []
         batches = in_input_order(image_batches(results), video_rows, listed, set(videos))
-        return write_csv(batches, classes, output, progress, on_failure, stdout or sys.stdout, video_columns)
+        return write_csv(batches, classes, output, progress, on_failure, stdout or sys.stdout, video_columns,
+                         per_frame)
     context.enable_progress_bars = progress  # Ray Data's bars: rows and rows/s per stage
     for dataset in (video_results, results):
         if dataset is not None:
@@ -348,23 +397,28 @@ def in_input_order(image_batches: Iterable[list[dict]], video_rows: list[dict], 
 
 
 def write_csv(batches: Iterable[list[dict]], classes: list[str], output: str | None, progress: bool, on_failure,
-              stdout, video_columns: bool = False) -> tuple[int, int]:
+              stdout, video_columns: bool = False, per_frame: str | None = None) -> tuple[int, int]:
     import contextlib
 
     from tqdm import tqdm
 
-    from .infer.writers import CsvWriter
+    from .infer.writers import CsvWriter, FrameWriter
 
     rows = failures = 0
     with contextlib.ExitStack() as stack:
-        try:
-            stream = stack.enter_context(open(output, "w", encoding="utf-8", newline="")) if output else stdout
-        except OSError as exc:
-            raise ArtstyleError(f"{output}: cannot write ({exc.strerror or exc})") from None
-        writer = CsvWriter(stream, classes, video=video_columns)
+        streams = []
+        for path in (output, per_frame):
+            try:
+                streams.append(stack.enter_context(open(path, "w", encoding="utf-8", newline="")) if path else None)
+            except OSError as exc:
+                raise ArtstyleError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        writer = CsvWriter(streams[0] or stdout, classes, video=video_columns)
+        frames = FrameWriter(streams[1]) if per_frame else None
         bar = stack.enter_context(tqdm(unit="img", desc="predict (ray)", file=sys.stderr, disable=not progress,
                                        dynamic_ncols=True))
         for table in batches:
+            if frames is not None:  # the records go to their own file, in the rows' order
+                frames.write_records([r for row in table for r in json.loads(row.pop("per_frame") or "[]")])
             writer.write_rows(table)
             rows += len(table)
             for row in table:

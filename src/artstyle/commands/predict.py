@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import os
 import sys
 
@@ -58,6 +59,9 @@ def register(sub) -> None:
                        help="frames per video, spread evenly, skipping the first and last 5%% (default 16)")
     video.add_argument("--every", type=float, metavar="SECONDS",
                        help="instead of --frames: one frame every SECONDS from the start")
+    video.add_argument("--exact-frames", action="store_true",
+                       help="read exactly the planned frames (default: the nearest frame that decodes from a "
+                            "keyframe alone, each with its own time; exact seeks are several times slower)")
     video.add_argument("--per-frame", metavar="OUT.jsonl",
                        help="also write each sampled frame's prediction (path, frame, time_s, label, p_<class>)")
     ray = p.add_argument_group("scale out with Ray (pip install 'artstyle[ray]')")
@@ -109,15 +113,13 @@ def check_args(args) -> None:
     if args.top_k < 1:
         raise ArtstyleError("--top-k must be at least 1")
     check_model_args(args)
-    if args.frames < 1 or (args.every is not None and args.every <= 0):
+    if args.frames < 1 or (args.every is not None and not 0 < args.every < math.inf):
         raise ArtstyleError("--frames must be at least 1 and --every a positive number of seconds")
     if args.explain and not args.output:
         raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")
     if args.engine == "ray":
         if args.explain or args.top_k != 1 or args.format not in (None, "csv"):
             raise ArtstyleError("--engine ray writes CSV or Parquet rows; --explain, --top-k and --format are local only")
-        if args.per_frame:
-            raise ArtstyleError("--per-frame is local only")
         if args.streams is not None:
             raise ArtstyleError("--streams is local only: each Ray actor runs one batch at a time (--actors scales out)")
         if args.actors < 1 or args.cpus_per_actor <= 0:
@@ -206,7 +208,8 @@ def run(args) -> int:
         with open_output(args.output, stdout) as stream, open_per_frame(args.per_frame) as per_frame:
             writer = open_writer(fmt, stream, classifier.classes, args.top_k,
                                  video=any(may_be_video(p) for p in inputs))
-            predictions = classifier.predict_iter(inputs, frames=args.frames, every=args.every)
+            predictions = classifier.predict_iter(inputs, frames=args.frames, every=args.every,
+                                                  exact_frames=args.exact_frames)
             bar, predictions = progress_bar(predictions, len(inputs), show_bar)
             try:
                 for pred in predictions:
@@ -250,7 +253,8 @@ def run_ray(args) -> int:
         args.inputs, args.output, args.model, progress=not args.no_progress and sys.stderr.isatty(),
         on_failure=report, actors=args.actors, batch_size=args.batch_size, cpus_per_actor=args.cpus_per_actor,
         threads=args.threads, url_timeout=args.timeout, max_download=int(args.max_download_mb * 1024 * 1024),
-        precision=args.precision, frames=args.frames, every=args.every,
+        precision=args.precision, frames=args.frames, every=args.every, exact_frames=args.exact_frames,
+        per_frame=args.per_frame,
     )
     if failures:
         more = f" ({failures - MAX_LISTED_FAILURES} not listed above)" if failures > MAX_LISTED_FAILURES else ""

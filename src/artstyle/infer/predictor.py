@@ -251,37 +251,44 @@ class Classifier:
 
     # ------------------------------------------------------------------ the public API
 
-    def predict(self, inputs, *, errors: str = "raise", frames: int = DEFAULT_FRAMES, every: float | None = None):
+    def predict(self, inputs, *, errors: str = "raise", frames: int = DEFAULT_FRAMES, every: float | None = None,
+                exact_frames: bool = False):
         """Classify one input or many.
 
         One input (path, URL, bytes, binary file or PIL image) -> ``Prediction``; a list or other
         iterable -> list of ``Prediction`` in the same order. ``errors="raise"`` raises
         ``ImageLoadError`` for an unreadable input; ``errors="return"`` returns it as a
         ``Prediction`` whose ``error`` says why. A video (a path or bytes, recognised by its
-        content) gets a ``VideoPrediction`` from ``predict_video(frames=, every=)``.
+        content) gets a ``VideoPrediction`` from ``predict_video(frames=, every=, exact_frames=)``.
         """
         if errors not in ("raise", "return"):
             raise ValueError("errors must be 'raise' or 'return'")
         if is_single(inputs):
-            return next(self.predict_iter([inputs], errors=errors, workers=1, frames=frames, every=every))
-        return list(self.predict_iter(inputs, errors=errors, frames=frames, every=every))
+            return next(self.predict_iter([inputs], errors=errors, workers=1, frames=frames, every=every,
+                                          exact_frames=exact_frames))
+        return list(self.predict_iter(inputs, errors=errors, frames=frames, every=every, exact_frames=exact_frames))
 
     def predict_video(self, source, *, frames: int = DEFAULT_FRAMES, every: float | None = None,
-                      name: str | None = None, thumbnails: bool = False):
+                      exact_frames: bool = False, name: str | None = None, thumbnails: bool = False,
+                      max_frames: int | None = None):
         """Classify a video file (path or bytes: MP4, MOV, MKV, WebM, AVI, animated GIF or WebP)
         -> ``VideoPrediction``: the mean of the calibrated probabilities of ``frames`` frames
         spread over the middle 90 % of the video, or of one frame every ``every`` seconds; the
         share of frames each class wins; and ``per_frame``, each frame's own prediction with its
-        time (and a small JPEG data URL of the model's view with ``thumbnails``).
-        Raises ``ImageLoadError`` for a file that is not a readable video."""
-        return classify_video(self, source, name=name, frames=frames, every=every, thumbnails=thumbnails)
+        time (and a small JPEG data URL of the model's view with ``thumbnails``). A planned frame
+        is read as the nearest one that decodes from a keyframe alone, unless ``exact_frames``
+        (several times slower on a film: frame-exact seeks decode from the keyframe before).
+        Raises ``ImageLoadError`` for a file that is not a readable video, or one of which
+        ``every`` would sample more than ``max_frames`` frames."""
+        return classify_video(self, source, name=name, frames=frames, every=every, exact_frames=exact_frames,
+                              thumbnails=thumbnails, max_frames=max_frames)
 
     def predict_iter(self, inputs: Iterable, *, errors: str = "return", batch_size: int | None = None,
                      workers: int | None = None, frames: int = DEFAULT_FRAMES,
-                     every: float | None = None) -> Iterator[Prediction]:
+                     every: float | None = None, exact_frames: bool = False) -> Iterator[Prediction]:
         """Predictions as they are produced, in input order. Decoding runs ahead on a thread
         pool of ``workers``, and up to ``streams`` batches run through the model at once.
-        A video is classified whole on a decode thread (``predict_video(frames=, every=)``).
+        A video is classified whole on a decode thread (``predict_video(frames=, every=, exact_frames=)``).
         With ``errors="raise"``, the predictions of the batches already in the model are
         yielded before the bad input's ``ImageLoadError`` is raised."""
         check_sampling(frames, every)
@@ -293,7 +300,8 @@ class Classifier:
         try:
             try:
                 for ready in self.decoded_batches(inputs, sizes, errors, decoder, ahead=2 * batch_size,
-                                                  sampling={"frames": frames, "every": every}):
+                                                  sampling={"frames": frames, "every": every,
+                                                            "exact_frames": exact_frames}):
                     running.append((ready, model.submit(self.run_ready, ready)))
                     # A batch queued behind each stream, so a stream that finishes starts the next at
                     # once, even while the oldest batch, whose answers come out first, is still running.

@@ -10,6 +10,12 @@ last 5 %: openings and credits; or one every ``--every`` seconds), each goes thr
 crop and resize as an image, and the model sees them in batches as they are decoded, so memory
 holds one batch of model-sized crops whatever the film's length. The video's row is the mean of
 the frames' calibrated probabilities, plus the share of frames each class wins.
+
+A planned frame far from the last one read is taken, by default, as the frame 16 after the
+keyframe nearest it, which OpenCV's seek decodes from that keyframe alone; a frame-exact seek
+decodes every frame from the keyframe before (6x the time on an H.264 film: ``CvFrames``).
+Each frame carries its own timestamp; ``exact_frames`` (``--exact-frames``) reads the planned
+frames themselves.
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import base64
 import contextlib
 import io
 import itertools
+import math
 import os
 import tempfile
+import threading
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -45,13 +53,45 @@ IMAGE_BRANDS = frozenset({b"heic", b"heix", b"heim", b"heis", b"hevc", b"hevx", 
 # Old QuickTime files start with one of these atoms instead of ftyp.
 QUICKTIME_ATOMS = frozenset({b"moov", b"mdat", b"wide", b"pnot"})
 CONTAINERS = "MP4, MOV, Matroska/WebM, AVI, animated GIF or WebP"
-# Frames further apart than this are reached by seeking rather than by decoding (grab) every
-# frame between them. A seek decodes from the keyframe before its target: on a 720p H.264 film
-# with x264's default keyframe interval (250 frames) it cost 170 to 220 grabs, so the default
-# 16 frames of a 20-minute film (1,600 frames apart) are read about 10x faster by seeking, while
-# frames 10 s apart (240 at 24 fps) cost about the same either way (bench/bench_video.py; grab
-# was the faster of the two on a quiet machine). OpenCV's seeks are frame-exact.
+# OpenCV's seek to frame t (CAP_PROP_POS_FRAMES) starts decoding at the last keyframe at or
+# before t - 16 and decodes every frame from there up to t (CvCapture_FFMPEG::seek in videoio's
+# cap_ffmpeg_impl.hpp). So the frame 16 after a keyframe costs 17 decodes, whereas frame t costs
+# t minus the keyframe before t - 16: on a 720p H.264 film with x264's default keyframe interval
+# (250 frames) a frame-exact seek cost as much as grabbing 132 frames, 6.3 times a read aligned on
+# a keyframe (bench/bench_video.py).
+OPENCV_SEEK_BACK = 16
+# A read aligned on a keyframe (a seek and 17 decodes) costs about as much as grabbing 21 to 32
+# frames in a row (bench runs): frames this near are reached by grabbing, which is also exact.
+GRAB_MAX = 32
+# Where only frame-exact seeks will do (--exact-frames, or no keyframe near a target), frames
+# nearer than this are grabbed rather than sought: a frame-exact seek decodes 16 to 266 frames.
 SEEK_MIN_GAP = 300
+# OpenCV 5's demux-only mode (``Keyframes``) gives each packet its time; OpenCV 4's leaves
+# CAP_PROP_POS_MSEC at the last decoded frame's (4.10 and 4.12 checked), so there every frame is
+# read frame-exact.
+KEYFRAME_READS = int(cv2.__version__.split(".")[0]) >= 5
+# Packets the demux-only capture reads, at most, looking for the keyframes around a target
+# (about 10 µs each: reading, not decoding).
+MAX_KEY_SCAN = 1500
+# Frames an exact seek may decode beyond an aligned read's 17 and still be preferred, for the
+# exact frame.
+EXACT_SLACK = 8
+# Decoding every keyframe in a row, skipping the frames between (``KEYFRAME_ONLY``), cost 4.1
+# to 4.6 times less per keyframe than an aligned read (bench/bench_video.py): targets at least a
+# quarter as many as the keyframes before the last one are read in one such pass.
+KEYFRAME_PASS_GAIN = 4
+# OpenCV hands the options in this variable to FFmpeg when a capture opens (key;value|key;value);
+# only ``avdiscard`` reaches the decoder (its skip_frame), the rest go to the demuxer. With
+# nonkey, grab() decodes keyframes only. OpenCV's seek counts decoded frames, so such a capture
+# cannot seek: it is only read straight through.
+CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+KEYFRAME_ONLY = "avdiscard;nonkey"
+# The variable is process-wide. Every capture of this module opens under this lock, with the
+# variable set for the keyframe-only one and as the user left it for the others, so no open
+# sees another's options. (Another thread of the process that opens a capture of its own, or
+# reads the environment from C while the variable changes, is outside the lock; nothing in
+# artstyle does.)
+_CAPTURE_OPTIONS_LOCK = threading.Lock()
 THUMBNAIL_SIZE = 96
 # The last frames a container's count may promise without having them (CvFrames.read).
 COUNT_SLACK = 2
@@ -187,11 +227,21 @@ def frame_plan(frame_count: int, fps: float, frames: int = DEFAULT_FRAMES, every
 
 
 class CvFrames:
-    """Frames of a video file through OpenCV's FFmpeg backend, as RGB arrays."""
+    """Frames of a video file through OpenCV's FFmpeg backend, as RGB arrays.
 
-    def __init__(self, path: str, label: str, container: str):
-        self.label, self.container = label, container
-        self.capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+    A far frame is reached by seeking, and OpenCV's seeks are frame-exact: they decode from the
+    keyframe before the target (``OPENCV_SEEK_BACK``). Unless ``exact``, a target is read at the
+    frame 16 after a keyframe near it instead (17 decodes), when that frame lies closer to this
+    target than to its neighbours, so that each part of the video still gives its own frame; the
+    keyframes are found by a second, demux-only capture (``Keyframes``), which reads packets and
+    decodes none. All-intra codecs (MJPEG), short videos and targets without a keyframe near
+    them are read frame-exact, which there costs no more or cannot be helped. Each frame comes
+    with its index and its own timestamp."""
+
+    def __init__(self, path: str, label: str, container: str, exact: bool = False):
+        self.path, self.label, self.container = path, label, container
+        self.exact = exact or not KEYFRAME_READS
+        self.capture = open_capture(path)
         if not self.capture.isOpened():
             raise ImageLoadError(label, f"cannot open this {container} file: no video track, truncated or "
                                         f"corrupt, or a codec this OpenCV build ({cv2.__version__}) cannot read")
@@ -206,14 +256,15 @@ class CvFrames:
             raise ImageLoadError(label, f"no usable frame rate in this {container} file ({self.fps:g})")
         if self.frame_count < 0:  # a stream that does not say: count by decoding, then start again
             self.frame_count = self.count_frames(path)
-        self.position = 0
+        self.position = 0  # the frame the next grab() decodes
+        self.keyframes: Keyframes | None = None  # opened at the first seek that may use it
 
     def count_frames(self, path: str) -> int:
         count = 0
         while self.capture.grab():
             count += 1
         self.capture.release()
-        self.capture = cv2.VideoCapture(path, cv2.CAP_FFMPEG)
+        self.capture = open_capture(path)
         if not count:
             raise ImageLoadError(self.label, f"no readable frame in this {self.container} file")
         return count
@@ -221,29 +272,185 @@ class CvFrames:
     def time_of(self, index: int) -> float:
         return index / self.fps
 
-    def read(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        """(index, RGB frame) for each of ``indices`` (ascending). A near frame is reached by
-        decoding the frames before it (grab), a far one by seeking; only wanted frames are
-        converted to RGB. A frame that cannot be decoded is an error (a truncated or damaged
-        file), except one of the last ``COUNT_SLACK``: a frame count made from the duration
-        (Matroska, WebM) may overshoot by a frame, and the frames before are all there is."""
-        for index in indices:
-            if index - self.position > SEEK_MIN_GAP or index < self.position:
-                self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
-                self.position = index
-            while self.position < index and self.capture.grab():
-                self.position += 1
-            ok = self.position == index and self.capture.grab()
-            frame = self.capture.retrieve()[1] if ok else None
-            if frame is None and index >= self.frame_count - COUNT_SLACK and index > indices[0]:
+    def read(self, targets: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, time in seconds, RGB frame) for each of ``targets`` (ascending frame indices):
+        the target itself, or a frame near it that is cheaper to decode (see the class), in
+        one keyframe-only pass when that pays. Only the frames used are converted to RGB. A
+        frame that cannot be decoded is an error (a truncated or damaged file), except one of
+        the last ``COUNT_SLACK``: a frame count made from the duration (Matroska, WebM) may
+        overshoot by a frame, and the frames before are all there is."""
+        planned = list(zip(targets, sampling_windows(targets, self.frame_count)))
+        last, done = -1, 0
+        if self.keyframe_pass_pays(targets):
+            for index, time_s, frame in self.read_keyframes(planned):
+                last, done = index, done + 1
+                yield index, time_s, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        for target, (low, high) in planned[done:]:
+            read = self.read_near(target, max(low, last + 1), high, first=target == targets[0])
+            if read is None:
                 return
-            if frame is None:
-                raise unreadable_frame(self, index)
-            self.position = index + 1
-            yield index, cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+            last = read[0]
+            yield read[0], read[1], cv2.cvtColor(read[2], cv2.COLOR_BGR2RGB)
+
+    def read_near(self, target: int, low: int, high: int, first: bool) -> tuple[int, float, np.ndarray] | None:
+        """(index, time, BGR frame) for ``target`` read on its own (``frame_to_read``); None for a
+        missing frame among the last ``COUNT_SLACK`` (not the ``first`` target's)."""
+        index, near = self.frame_to_read(target, low, high)
+        frame = self.decode(index, near)
+        if frame is None and index >= self.frame_count - COUNT_SLACK and not first:
+            return None
+        if frame is None:
+            raise unreadable_frame(self, index)
+        return index, self.timestamp(index), frame
+
+    def keyframe_pass_pays(self, targets: list[int]) -> bool:
+        """Whether decoding every keyframe from the start, in one pass, costs less than reading
+        each target on its own: the targets are far apart (else grabbing wins) and dense among
+        the keyframes, judged by the keyframe interval around the first target."""
+        if self.exact or len(targets) < 2 or min(np.diff(targets)) <= GRAB_MAX:
+            return False
+        before, after = self.key_index().around(targets[0], targets[0] + MAX_KEY_SCAN)
+        if before is None or after is None or after - before <= OPENCV_SEEK_BACK:
+            return False  # keyframes unknown, or every frame one (all-intra): no gain
+        return targets[-1] / (after - before) <= KEYFRAME_PASS_GAIN * len(targets)
+
+    def read_keyframes(self, planned: list[tuple[int, tuple[int, int]]]) -> Iterator[tuple[int, float, np.ndarray]]:
+        """(index, time, BGR frame) for the ``planned`` targets (with their windows) in order:
+        each the keyframe nearest it in its window, from one keyframe-only pass; a target with
+        none in its window is read on its own (``read_near``). Ends early where the pass does (a
+        truncated or damaged file: ``read`` takes the remaining targets one by one)."""
+        # One decoding thread: FFmpeg's frame threads only add their hand-over to keyframes
+        # decoded one at a time (bench/bench_video.py).
+        capture = open_capture(self.path, [cv2.CAP_PROP_N_THREADS, 1], keyframes_only=True)
+        try:
+            pending = iter(planned)
+            target, (low, high) = next(pending)
+            best = None
+            while capture.grab():
+                msec = capture.get(cv2.CAP_PROP_POS_MSEC)
+                key = round(msec * self.fps / 1000)
+                while key > high:  # past the target's window: its frame is settled
+                    read = best or self.read_near(target, low, high, first=target == planned[0][0])
+                    if read is None:
+                        return
+                    yield read
+                    best = None
+                    step = next(pending, None)
+                    if step is None:
+                        return
+                    target, (low, high) = step
+                    low = max(low, read[0] + 1)
+                if key >= low and (best is None or abs(key - target) < abs(best[0] - target)):
+                    ok, frame = capture.retrieve()
+                    best = (key, msec / 1000, frame) if ok else best
+            if best is not None:
+                yield best
+        finally:
+            capture.release()
+
+    def key_index(self) -> Keyframes:
+        if self.keyframes is None:
+            self.keyframes = Keyframes(self.path, self.fps)
+        return self.keyframes
+
+    def frame_to_read(self, target: int, low: int, high: int) -> tuple[int, int]:
+        """The frame to read for ``target`` (itself, or the frame 16 after a keyframe near it,
+        within ``low``..``high``, when an exact seek would decode more frames), and how far
+        ahead of the current position grabbing is cheaper than seeking to it."""
+        if self.exact:
+            return target, SEEK_MIN_GAP
+        if 0 <= target - self.position <= GRAB_MAX:
+            return target, GRAB_MAX
+        before, after = self.key_index().around(target, high - OPENCV_SEEK_BACK)
+        if before is not None and after is not None and after - before <= OPENCV_SEEK_BACK:
+            return target, GRAB_MAX  # keyframes this dense (all-intra): an exact seek decodes as few
+        aligned = [key + OPENCV_SEEK_BACK for key in (before, after) if key is not None]
+        if before is not None and 0 <= target - aligned[0] <= EXACT_SLACK:
+            return target, GRAB_MAX  # its exact seek decodes at most EXACT_SLACK frames more
+        nearest = min((f for f in aligned if low <= f <= high), key=lambda f: abs(f - target), default=None)
+        return (target, SEEK_MIN_GAP) if nearest is None else (nearest, GRAB_MAX)
+
+    def decode(self, index: int, near: int) -> np.ndarray | None:
+        """Frame ``index`` in BGR: grabbed up to when at most ``near`` frames ahead, else sought."""
+        if not 0 <= index - self.position <= near:
+            self.capture.set(cv2.CAP_PROP_POS_FRAMES, index)
+            self.position = index
+        while self.position < index and self.capture.grab():
+            self.position += 1
+        ok = self.position == index and self.capture.grab()
+        self.position = index + 1
+        return self.capture.retrieve()[1] if ok else None
+
+    def timestamp(self, index: int) -> float:
+        """The decoded frame's own time (a variable frame rate makes it differ from index / fps);
+        index / fps where the stream has no timestamps."""
+        msec = self.capture.get(cv2.CAP_PROP_POS_MSEC)
+        return msec / 1000 if msec > 0 or index == 0 else self.time_of(index)
 
     def close(self) -> None:
         self.capture.release()
+        if self.keyframes is not None:
+            self.keyframes.close()
+
+
+class Keyframes:
+    """Where a video's keyframes are, from a capture in OpenCV's demux-only mode
+    (``CAP_PROP_FORMAT`` -1): it reads the packets, each flagged keyframe or not, and decodes
+    none, so a look costs microseconds per packet. A seek in this mode lands on the keyframe at
+    or before the target (OpenCV 5); the packets are read from there."""
+
+    def __init__(self, path: str, fps: float):
+        self.fps = fps
+        self.capture = open_capture(path, [cv2.CAP_PROP_FORMAT, -1])
+
+    def around(self, index: int, limit: int) -> tuple[int | None, int | None]:
+        """The last keyframe at or before frame ``index`` and the first after it (None for one not
+        found: none there, none before ``limit``, or a build without the demux-only mode)."""
+        if not self.capture.isOpened() or not self.capture.set(cv2.CAP_PROP_POS_FRAMES, index):
+            return None, None
+        before = None
+        for _ in range(MAX_KEY_SCAN):
+            if not self.capture.grab():
+                break
+            frame = round(self.capture.get(cv2.CAP_PROP_POS_MSEC) * self.fps / 1000)
+            if frame > max(index, limit):
+                break
+            if self.capture.get(cv2.CAP_PROP_LRF_HAS_KEY_FRAME):
+                if frame > index:
+                    return before, frame
+                before = frame
+        return before, None
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+def open_capture(path: str, params: list[int] | None = None, keyframes_only: bool = False) -> cv2.VideoCapture:
+    """A capture through FFmpeg; ``keyframes_only``: one whose decoder skips every frame but the
+    keyframes (see ``CAPTURE_OPTIONS``), the user's own options kept before ours."""
+    with _CAPTURE_OPTIONS_LOCK:
+        users = os.environ.get(CAPTURE_OPTIONS)
+        if keyframes_only:
+            os.environ[CAPTURE_OPTIONS] = f"{users}|{KEYFRAME_ONLY}" if users else KEYFRAME_ONLY
+        try:
+            return cv2.VideoCapture(path, cv2.CAP_FFMPEG, params or [])
+        finally:
+            if keyframes_only and users is None:
+                del os.environ[CAPTURE_OPTIONS]
+            elif keyframes_only:
+                os.environ[CAPTURE_OPTIONS] = users
+
+
+def sampling_windows(targets: list[int], frame_count: int) -> list[tuple[int, int]]:
+    """For each target, the frames nearer to it than to its neighbours (a lone target: the whole
+    video; the first and last: as far out as the next and previous are): a frame read in place
+    of a target stays in its window, so the frames keep the plan's spread and order."""
+    if len(targets) == 1:
+        return [(0, frame_count - 1)]
+    gaps = np.diff(targets)
+    lows = [max(0, math.ceil(targets[0] - gaps[0] / 2))] + [math.floor(t + g / 2) + 1 for t, g in zip(targets, gaps)]
+    highs = [low - 1 for low in lows[1:]] + [min(frame_count - 1, math.floor(targets[-1] + gaps[-1] / 2))]
+    return list(zip(lows, highs))
 
 
 class PillowFrames:
@@ -270,14 +477,14 @@ class PillowFrames:
     def time_of(self, index: int) -> float:
         return float(self.starts[index])
 
-    def read(self, indices: list[int]) -> Iterator[tuple[int, np.ndarray]]:
-        for index in indices:
+    def read(self, targets: list[int]) -> Iterator[tuple[int, float, np.ndarray]]:
+        for index in targets:
             try:
                 self.image.seek(index)
                 frame = np.asarray(to_rgb(self.image.copy()))
             except Exception as exc:  # noqa: BLE001
                 raise unreadable_frame(self, index, f" ({exc})") from None
-            yield index, frame
+            yield index, self.time_of(index), frame
 
     def close(self) -> None:
         self.image.close()
@@ -306,9 +513,10 @@ def local_file(source, suffix: str):
 
 
 @contextlib.contextmanager
-def open_frames(source, label: str):
-    """The frame reader for a video path or bytes; ``ImageLoadError`` naming ``label`` when it is
-    empty, not a video, or cannot be read."""
+def open_frames(source, label: str, exact: bool = False):
+    """The frame reader for a video path or bytes (``exact``: frame-exact reads, see
+    ``CvFrames``); ``ImageLoadError`` naming ``label`` when it is empty, not a video, or cannot
+    be read."""
     if not isinstance(source, BYTES_TYPES) and os.path.exists(source) and not os.path.isfile(source):
         raise ImageLoadError(label, "not a regular file")
     try:
@@ -323,7 +531,7 @@ def open_frames(source, label: str):
         raise ImageLoadError(label, f"not a video ({what}; expected {CONTAINERS})")
     with local_file(source, f".{container.lower()}") as path:
         try:
-            reader = open_reader(path, label, container)
+            reader = open_reader(path, label, container, exact)
         except cv2.error as exc:
             raise ImageLoadError(label, f"cannot read this {container} file ({str(exc).splitlines()[0]})") from None
         try:
@@ -332,11 +540,11 @@ def open_frames(source, label: str):
             reader.close()
 
 
-def open_reader(path: str, label: str, container: str) -> CvFrames | PillowFrames:
+def open_reader(path: str, label: str, container: str, exact: bool = False) -> CvFrames | PillowFrames:
     if container not in ("GIF", "WebP"):
-        return CvFrames(path, label, container)
+        return CvFrames(path, label, container, exact)
     with contextlib.suppress(ImageLoadError):
-        reader = CvFrames(path, label, container)
+        reader = CvFrames(path, label, container, exact)
         try:
             # The FFmpeg in OpenCV's wheel opens an animated WebP but decodes no frame of it.
             next(reader.read([0]))
@@ -350,28 +558,34 @@ def open_reader(path: str, label: str, container: str) -> CvFrames | PillowFrame
 
 
 def classify_video(clf, source, *, name: str | None = None, frames: int = DEFAULT_FRAMES,
-                   every: float | None = None, thumbnails: bool = False) -> VideoPrediction:
+                   every: float | None = None, exact_frames: bool = False,
+                   thumbnails: bool = False, max_frames: int | None = None) -> VideoPrediction:
     """``Classifier.predict_video`` for ``clf``, a ``Classifier``: see there."""
     check_sampling(frames, every)
     label = name or str(source if not isinstance(source, BYTES_TYPES) else "<bytes>")
-    with open_frames(source, label) as reader:
+    with open_frames(source, label, exact_frames) as reader:
         plan = frame_plan(reader.frame_count, reader.fps, frames, every)
+        if every and max_frames is not None and len(plan) > max_frames:
+            raise ImageLoadError(label, f"one frame every {every:g} s is {len(plan)} frames of this "
+                                        f"{reader.frame_count / reader.fps:.0f}-second video, over the limit of "
+                                        f"{max_frames}: ask for a longer interval")
         # Each frame is cropped as soon as it is decoded, and the model takes a batch of crops
         # at a time: one full-size frame and one batch of crops are all a film holds in memory.
-        crops = ((index, to_crop(rgb, clf.image_size, clf.crop_pct, name=label)) for index, rgb in reader.read(plan))
+        crops = ((index, time_s, to_crop(rgb, clf.image_size, clf.crop_pct, name=label))
+                 for index, time_s, rgb in reader.read(plan))
         per_frame = []
         while batch := list(itertools.islice(crops, clf.batch_size)):
-            probs = clf.run(np.stack([clf.model_input(crop) for _, crop in batch]))
-            for (index, crop), p in zip(batch, probs):
+            probs = clf.run(np.stack([clf.model_input(crop) for _, _, crop in batch]))
+            for (index, time_s, crop), p in zip(batch, probs):
                 per_frame.append(FramePrediction(**vars(clf.to_prediction(label, p)), index=index,
-                                                 time_s=round(reader.time_of(index), 3),
+                                                 time_s=round(time_s, 3),
                                                  thumbnail=thumbnail(crop) if thumbnails else None))
         duration = reader.frame_count / reader.fps
     return summarise(label, per_frame, clf.classes, clf.min_confidence, duration)
 
 
 def check_sampling(frames: int, every: float | None) -> None:
-    if every is not None and every <= 0:
+    if every is not None and not (0 < every < math.inf):
         raise ValueError(f"every must be a positive number of seconds, not {every}")
     if every is None and frames < 1:
         raise ValueError(f"frames must be at least 1, not {frames}")

@@ -149,9 +149,17 @@ class FrameWriter:
         self.stream = stream
 
     def write(self, pred: Prediction) -> None:
-        for frame in getattr(pred, "per_frame", ()):
-            record = {"path": pred.source, "frame": frame.index, "time_s": frame.time_s, "label": frame.label,
-                      "confidence": round(frame.confidence, 6),
-                      **{f"p_{c}": round(p, 6) for c, p in frame.probs.items()}}
+        self.write_records(frame_records(pred))
+
+    def write_records(self, records: list[dict]) -> None:
+        """Records already in ``frame_records`` form (what the Ray engine's actors send back)."""
+        for record in records:
             self.stream.write(json.dumps(record) + "\n")
         self.stream.flush()
+
+
+def frame_records(pred: Prediction) -> list[dict]:
+    """``--per-frame``'s records of a video's sampled frames (none for an image or a failure)."""
+    return [{"path": pred.source, "frame": frame.index, "time_s": frame.time_s, "label": frame.label,
+             "confidence": round(frame.confidence, 6), **{f"p_{c}": round(p, 6) for c, p in frame.probs.items()}}
+            for frame in getattr(pred, "per_frame", ())]

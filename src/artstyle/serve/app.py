@@ -235,26 +235,30 @@ async def predict(
     request: Request, service: Service, settings: Settings, explainer: ExplainerDep,
     explain: Annotated[bool, Query(description="add a Grad-CAM heatmap per image (needs the training extra)")] = False,
     frames: Annotated[int, Query(ge=1, le=MAX_VIDEO_FRAMES, description="frames sampled from each video")] = 16,
+    every: Annotated[float | None, Query(gt=0, allow_inf_nan=False, description="instead of `frames`: one frame every this many seconds "
+                                                           f"from the start (at most {MAX_VIDEO_FRAMES} frames)")] = None,
 ):
     """Images or videos (MP4, MOV, MKV, WebM, AVI, animated GIF/WebP) as multipart form files
     (field `files`, repeatable), or one as the raw body (`Content-Type: image/*`, `video/*` or
     `application/octet-stream`). One result per file, in order; a bad file among good ones gets
     its `error` and the others their predictions. A video's result is the mean of `frames`
-    sampled frames, with `shares` and a `frame_strip` of thumbnails."""
+    sampled frames (or of one every `every` seconds), with `shares` and a `frame_strip` of
+    thumbnails."""
+    sampling = {"frames": frames, "every": every, "max_frames": MAX_VIDEO_FRAMES}
     if not explain:
-        return await predict_uploads(request, service, settings, frames=frames)
+        return await predict_uploads(request, service, settings, sampling=sampling)
     try:
         with explainer.admitted():
-            return await predict_uploads(request, service, settings, explainer, frames=frames)
+            return await predict_uploads(request, service, settings, explainer, sampling=sampling)
     except ExplainQueueFullError:
         raise HTTPException(503, f"the explain queue is full ({explainer.max_pending} requests): retry shortly, "
                                  "or ask without ?explain=true", headers={"Retry-After": "2"}) from None
 
 
 async def predict_uploads(request: Request, service: InferenceService, settings: ServeSettings,
-                          explainer: Explainer | None = None, frames: int = 16):
+                          explainer: Explainer | None = None, sampling: dict | None = None):
     uploads = await read_uploads(request, settings)
-    results, decoded = await classify(service, uploads, keep_images=explainer is not None, frames=frames)
+    results, decoded = await classify(service, uploads, keep_images=explainer is not None, sampling=sampling)
     if all(r.error for r in results):
         detail = results[0].error if len(results) == 1 else f"none of the {len(results)} images could be classified"
         body = ErrorResponse(error="unprocessable_image", detail=detail, results=results)
@@ -305,11 +309,11 @@ async def read_multipart(request: Request, max_images: int) -> list[Upload]:
 
 
 async def classify(service: InferenceService, uploads: list[Upload], keep_images: bool = False,
-                   frames: int = 16) -> tuple[list[ImageResult], list[Decoded | ImageResult | str]]:
+                   sampling: dict | None = None) -> tuple[list[ImageResult], list[Decoded | ImageResult | str]]:
     """Every upload decoded at once on the pool, then their model pass, which joins whatever
-    batch runs next; a video is classified whole on the pool. Unusable files get their reason
-    instead."""
-    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_images, frames) for u in uploads))
+    batch runs next; a video is classified whole on the pool (``sampling``: its
+    ``predict_video`` options). Unusable files get their reason instead."""
+    decoded = await asyncio.gather(*(decode_or_reason(service, u, keep_images, sampling) for u in uploads))
     probs = iter(await service.probabilities([d.array for d in decoded if isinstance(d, Decoded)]))
     classifier = service.classifier
     results = [result_for(u, d, next(probs), classifier) if isinstance(d, Decoded)
@@ -319,11 +323,11 @@ async def classify(service: InferenceService, uploads: list[Upload], keep_images
 
 
 async def decode_or_reason(service: InferenceService, upload: Upload, keep_image: bool = False,
-                           frames: int = 16) -> Decoded | ImageResult | str:
+                           sampling: dict | None = None) -> Decoded | ImageResult | str:
     """The decoded image (a video's whole result), or the one-line reason it is unusable."""
     try:
         if is_video(upload.data):
-            return ImageResult.from_prediction(await service.classify_video(upload.data, upload.name, frames))
+            return ImageResult.from_prediction(await service.classify_video(upload.data, upload.name, sampling or {}))
         return await service.decode(upload.data, upload.name, keep_image)
     except ImageLoadError as exc:
         return exc.reason

@@ -77,12 +77,13 @@ class InferenceService:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.decode_pool, self.decode_sync, data, name, keep_image)
 
-    async def classify_video(self, data: bytes, name: str, frames: int) -> VideoPrediction:
+    async def classify_video(self, data: bytes, name: str, sampling: dict) -> VideoPrediction:
         """A video upload classified whole on a decode thread (its frames in batches of their
-        own); raises ``ImageLoadError`` for a file that is not a readable video."""
+        own; ``sampling``: ``predict_video``'s options); raises ``ImageLoadError`` for a file
+        that is not a readable video or would need more frames than ``max_frames``."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self.decode_pool, lambda: self.classifier.predict_video(data, name=name, frames=frames, thumbnails=True))
+            self.decode_pool, lambda: self.classifier.predict_video(data, name=name, thumbnails=True, **sampling))
 
     def decode_sync(self, data: bytes, name: str, keep_image: bool = False) -> Decoded:
         clf = self.classifier
