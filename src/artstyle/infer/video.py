@@ -92,6 +92,10 @@ KEYFRAME_ONLY = "avdiscard;nonkey"
 # reads the environment from C while the variable changes, is outside the lock; nothing in
 # artstyle does.)
 _CAPTURE_OPTIONS_LOCK = threading.Lock()
+# Decode on one thread: the frames are read a few at a time after each seek, where FFmpeg's frame
+# threads only add their start-up and a frame of delay per thread (bench/bench_video.py: about
+# half the time for 16 frames of a 720p H.264 film), and the model has the other cores.
+ONE_THREAD = [cv2.CAP_PROP_N_THREADS, 1]
 THUMBNAIL_SIZE = 96
 # The last frames a container's count may promise without having them (CvFrames.read).
 COUNT_SLACK = 2
@@ -241,7 +245,7 @@ class CvFrames:
     def __init__(self, path: str, label: str, container: str, exact: bool = False):
         self.path, self.label, self.container = path, label, container
         self.exact = exact or not KEYFRAME_READS
-        self.capture = open_capture(path)
+        self.capture = open_capture(path, ONE_THREAD)
         if not self.capture.isOpened():
             raise ImageLoadError(label, f"cannot open this {container} file: no video track, truncated or "
                                         f"corrupt, or a codec this OpenCV build ({cv2.__version__}) cannot read")
@@ -264,7 +268,7 @@ class CvFrames:
         while self.capture.grab():
             count += 1
         self.capture.release()
-        self.capture = open_capture(path)
+        self.capture = open_capture(path, ONE_THREAD)
         if not count:
             raise ImageLoadError(self.label, f"no readable frame in this {self.container} file")
         return count
@@ -319,9 +323,7 @@ class CvFrames:
         each the keyframe nearest it in its window, from one keyframe-only pass; a target with
         none in its window is read on its own (``read_near``). Ends early where the pass does (a
         truncated or damaged file: ``read`` takes the remaining targets one by one)."""
-        # One decoding thread: FFmpeg's frame threads only add their hand-over to keyframes
-        # decoded one at a time (bench/bench_video.py).
-        capture = open_capture(self.path, [cv2.CAP_PROP_N_THREADS, 1], keyframes_only=True)
+        capture = open_capture(self.path, ONE_THREAD, keyframes_only=True)
         try:
             pending = iter(planned)
             target, (low, high) = next(pending)
