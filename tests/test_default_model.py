@@ -80,7 +80,7 @@ def test_model_card_matches_the_shipped_file():
     assert sum(card["training"]["data_summary"]["train"].values()) > 8000
     # Leave-sources-out figures and the temperature fitted on those held-out sources.
     cv = card["crossval"]
-    assert cv["folds"] == 5 and len(cv["groups"]) == 51 and cv["n"] == 11242
+    assert cv["folds"] == 5 and len(cv["groups"]) == 67 and cv["n"] == 12702
     assert card["temperature"] == cv["temperature"] > 1
 
 
@@ -105,8 +105,8 @@ def held_out_slice():
     """The images the recipe held out (sources seen in training), as paths and labels."""
     pd = pytest.importorskip("pandas", reason="reading the slice's list needs the data extra: pip install 'artstyle[data]'")
 
-    if not (SHARED / "artstyle-v2").is_dir():
-        pytest.skip(f"real data not present at {SHARED / 'artstyle-v2'}")
+    if not (SHARED / "artstyle-v3").is_dir():
+        pytest.skip(f"real data not present at {SHARED / 'artstyle-v3'}")
     test = pd.read_csv(TEST_SPLIT)
     return [str(SHARED / p) for p in test["path"]], list(test["label"])
 
@@ -117,7 +117,7 @@ def test_fp32_default_model_on_the_held_out_slice_of_the_real_data(held_out_slic
     paths, labels = held_out_slice
     classifier = artstyle.load(precision="fp32")
     correct = sum(p.label == label for p, label in zip(classifier.predict(paths), labels))
-    assert len(paths) == classifier.card["test_metrics"]["n"] == 1124
+    assert len(paths) == classifier.card["test_metrics"]["n"] == 1269
     assert correct / len(paths) == pytest.approx(classifier.card["test_metrics"]["accuracy"], abs=1e-4)
     assert correct / len(paths) >= 0.97
 
