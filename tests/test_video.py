@@ -107,6 +107,16 @@ def test_every_seconds_samples_from_the_start(clf, anime, tmp_path):
     assert frame_plan(24, 4.0, every=1.5) == [0, 6, 12, 18]
 
 
+def test_an_every_shorter_than_a_frame_takes_every_frame_at_once(clf, anime, tmp_path):
+    """The server takes any positive ``?every=``: one far below a frame's length samples each
+    frame once, and is refused over the frame limit before anything is planned (it once counted
+    up to the video's length over ``every``: minutes of a decode thread, or an OverflowError)."""
+    assert frame_plan(24, 4.0, every=1e-9) == frame_plan(24, 4.0, every=5e-324) == list(range(24))
+    video = write_video(tmp_path / "anime.mp4", anime * 3, "mp4v", fps=4.0)
+    with pytest.raises(artstyle.ImageLoadError, match="is 24 frames of this 6-second video, over the limit of 16"):
+        clf.predict_video(video, every=5e-324, max_frames=16)
+
+
 def test_animated_gif_and_webp_are_videos_a_still_gif_an_image(clf, shared_data, tmp_path):
     images = [Image.open(p).convert("RGB").resize((128, 128)) for p in sorted((shared_data / "anime").glob("*.jpg"))[:4]]
     for suffix in (".gif", ".webp"):

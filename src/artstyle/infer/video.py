@@ -219,12 +219,23 @@ def frame_plan(frame_count: int, fps: float, frames: int = DEFAULT_FRAMES, every
     ``frames`` spread evenly over the middle 90 % (the centres of equal parts of it). A video
     shorter than the plan gives each of its frames once."""
     if every:
-        step = every * fps
-        indices = (round(k * step) for k in range(int((frame_count - 1) / step) + 1))
+        step = every_step(fps, every)
+        indices = (round(k * step) for k in range(every_count(frame_count, fps, every)))
     else:
         start, span = EDGE * frame_count, (1 - 2 * EDGE) * frame_count
         indices = (int(start + (i + 0.5) * span / frames) for i in range(frames))
     return sorted({min(i, frame_count - 1) for i in indices})
+
+
+def every_step(fps: float, every: float) -> float:
+    """Frames between two samples one every ``every`` seconds; at least one, as a video has no
+    frames between its frames (a tiny ``every`` would otherwise count up to infinity)."""
+    return max(every * fps, 1.0)
+
+
+def every_count(frame_count: int, fps: float, every: float) -> int:
+    """How many frames one every ``every`` seconds samples, counted before they are planned."""
+    return int((frame_count - 1) / every_step(fps, every)) + 1
 
 
 # ------------------------------------------------------------------------------ reading frames
@@ -566,11 +577,12 @@ def classify_video(clf, source, *, name: str | None = None, frames: int = DEFAUL
     check_sampling(frames, every)
     label = name or str(source if not isinstance(source, BYTES_TYPES) else "<bytes>")
     with open_frames(source, label, exact_frames) as reader:
-        plan = frame_plan(reader.frame_count, reader.fps, frames, every)
-        if every and max_frames is not None and len(plan) > max_frames:
-            raise ImageLoadError(label, f"one frame every {every:g} s is {len(plan)} frames of this "
+        count = every_count(reader.frame_count, reader.fps, every) if every else 0
+        if max_frames is not None and count > max_frames:
+            raise ImageLoadError(label, f"one frame every {every:g} s is {count} frames of this "
                                         f"{reader.frame_count / reader.fps:.0f}-second video, over the limit of "
                                         f"{max_frames}: ask for a longer interval")
+        plan = frame_plan(reader.frame_count, reader.fps, frames, every)
         # Each frame is cropped as soon as it is decoded, and the model takes a batch of crops
         # at a time: one full-size frame and one batch of crops are all a film holds in memory.
         crops = ((index, time_s, to_crop(rgb, clf.image_size, clf.crop_pct, name=label))
