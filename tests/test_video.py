@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import csv
+import gc
 import io
 import json
 import os
 import shutil
 import subprocess
+import warnings
 import wave
 from pathlib import Path
 
@@ -128,6 +130,23 @@ def test_animated_gif_and_webp_are_videos_a_still_gif_an_image(clf, shared_data,
     images[0].save(tmp_path / "still.gif")
     still = clf.predict(tmp_path / "still.gif")
     assert not isinstance(still, VideoPrediction) and still.ok
+
+
+def test_an_animation_pillow_cannot_read_is_an_error_and_its_file_is_closed(shared_data, tmp_path):
+    """Pillow reads what OpenCV's FFmpeg cannot (animated WebP); a damaged file must not stay open."""
+    from artstyle.infer.video import PillowFrames
+
+    images = [Image.open(p).convert("RGB").resize((128, 128)) for p in sorted((shared_data / "anime").glob("*.jpg"))[:4]]
+    whole = io.BytesIO()
+    images[0].save(whole, "GIF", save_all=True, append_images=images[1:], duration=250, loop=0)
+    path = tmp_path / "truncated.gif"
+    path.write_bytes(whole.getvalue()[: len(whole.getvalue()) // 2])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        with pytest.raises(artstyle.ImageLoadError, match="cannot read this GIF animation: truncated or corrupt"):
+            PillowFrames(str(path), "truncated.gif", "GIF")
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)], [str(w.message) for w in caught]
 
 
 def test_videos_are_known_by_content_in_folders_bytes_and_lists(clf, anime, shared_data, tmp_path, capsys):

@@ -471,16 +471,19 @@ class PillowFrames:
 
     def __init__(self, path: str, label: str, container: str):
         self.label = label
-        try:
-            self.image = Image.open(path)
-            check_pixels(self.image, label, DEFAULT_MAX_PIXELS)
-            # WebP sets a frame's duration when the frame is loaded: one pass over the frames.
-            durations = [load_frame(frame).info.get("duration", 0) or 0 for frame in ImageSequence.Iterator(self.image)]
-        except ImageLoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged file
-            raise ImageLoadError(label, f"cannot read this {container} animation: truncated or corrupt "
-                                        f"({str(exc) or type(exc).__name__})") from None
+        with contextlib.ExitStack() as opened:  # the file is closed unless the reader is made
+            try:
+                self.image = opened.enter_context(Image.open(path))
+                check_pixels(self.image, label, DEFAULT_MAX_PIXELS)
+                # WebP sets a frame's duration when the frame is loaded: one pass over the frames.
+                durations = [load_frame(frame).info.get("duration", 0) or 0
+                             for frame in ImageSequence.Iterator(self.image)]
+            except ImageLoadError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - Pillow raises many types for a damaged file
+                raise ImageLoadError(label, f"cannot read this {container} animation: truncated or corrupt "
+                                            f"({str(exc) or type(exc).__name__})") from None
+            opened.pop_all()
         # Browsers show a frame of 0 ms (or none given) for 100 ms.
         durations = [d if d > 0 else 100 for d in durations]
         self.starts = np.concatenate([[0.0], np.cumsum(durations)[:-1]]) / 1000.0
