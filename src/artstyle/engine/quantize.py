@@ -468,14 +468,14 @@ def refit_head(int8_model: Path, fp32_model: Path, weights: Path, split_dir: Pat
     for name, frame in parts.items():
         features[name], fp32_probs = features_and_teacher(session, teacher, frame, spec, augment, cfg.workers)
         targets[name] = untempered(fp32_probs, temperature)
-    weights = sample_weights(parts["train"], cfg.balance)
+    row_weights = sample_weights(parts["train"], cfg.balance)
     if cfg.probe_head == "mlp":
         c = None
-        head = fit_soft_mlp_head(features["train"], targets["train"], weights, groups_of(parts["train"]),
+        head = fit_soft_mlp_head(features["train"], targets["train"], row_weights, groups_of(parts["train"]),
                                  hidden=cfg.model_hidden, seed=cfg.seed)
     else:
         c = meta["metrics"]["C"]
-        head = fit_soft_head(features["train"], targets["train"], c, weights)
+        head = fit_soft_head(features["train"], targets["train"], c, row_weights)
     write_head(model, head)
     write_head_into_graph(int8_model, model, names)
     log.info(f"head refitted on the int8 trunk's features in {time.perf_counter() - tick:.0f}s")
