@@ -203,6 +203,9 @@ def test_bad_sampling_values_are_refused(clf, capsys, tmp_path):
         clf.predict([tmp_path], every=0)
     assert main(["predict", str(tmp_path), "--frames", "0"]) == 1
     assert "--frames must be at least 1" in capsys.readouterr().err
+    same = str(tmp_path / "out.csv")  # both writers would truncate it and interleave their lines
+    assert main(["predict", str(tmp_path), "-o", same, "--per-frame", same]) == 1
+    assert "--per-frame needs a file of its own" in capsys.readouterr().err and not os.path.exists(same)
 
 
 def test_the_server_returns_a_video_row_with_a_frame_strip(clf, anime, shared_data, tmp_path):

@@ -117,6 +117,8 @@ def check_args(args) -> None:
         raise ArtstyleError("--frames must be at least 1 and --every a positive number of seconds")
     if args.explain and not args.output:
         raise ArtstyleError("--explain needs -o DIR, the folder for the heatmaps")
+    if args.per_frame and args.output and os.path.realpath(args.per_frame) == os.path.realpath(args.output):
+        raise ArtstyleError(f"{args.per_frame}: --per-frame needs a file of its own (it is also the -o output)")
     if args.engine == "ray":
         if args.explain or args.top_k != 1 or args.format not in (None, "csv"):
             raise ArtstyleError("--engine ray writes CSV or Parquet rows; --explain, --top-k and --format are local only")
