@@ -249,23 +249,28 @@ def head_fitter(cfg: TrainConfig, c: float, n_classes: int):
     return fit
 
 
-def fit_soft_head(x: np.ndarray, soft_targets: np.ndarray, c: float, weights: np.ndarray | None = None):
-    """``fit_head`` on soft targets (another model's probabilities): each row once per class,
-    weighted by that class's probability, is the cross-entropy against the distribution."""
+def soft_rows(x: np.ndarray, soft_targets: np.ndarray, weights: np.ndarray | None):
+    """Soft targets (another model's probabilities) as hard-labelled rows: each row of ``x`` once
+    per class, weighted by that class's probability, so that fitting them is the cross-entropy
+    against the distribution. Returns (rows, labels, row weights, the index of each row's original)."""
     n, k = soft_targets.shape
     row_weights = soft_targets.ravel() * (1.0 if weights is None else np.repeat(weights, k))
-    return fit_head(np.repeat(x, k, axis=0), np.tile(np.arange(k), n), c, row_weights)
+    return np.repeat(x, k, axis=0), np.tile(np.arange(k), n), row_weights, np.repeat(np.arange(n), k)
+
+
+def fit_soft_head(x: np.ndarray, soft_targets: np.ndarray, c: float, weights: np.ndarray | None = None):
+    """``fit_head`` on soft targets (``soft_rows``)."""
+    rows, labels, row_weights, _ = soft_rows(x, soft_targets, weights)
+    return fit_head(rows, labels, c, row_weights)
 
 
 def fit_soft_mlp_head(x: np.ndarray, soft_targets: np.ndarray, weights: np.ndarray | None, groups: np.ndarray, *,
                       hidden: int, seed: int):
-    """``fit_mlp_head`` on soft targets, by the same expansion as ``fit_soft_head``: each row once
-    per class, weighted by that class's probability (a row keeps its group, so early stopping
-    still holds out whole sources)."""
-    n, k = soft_targets.shape
-    row_weights = soft_targets.ravel() * (1.0 if weights is None else np.repeat(weights, k))
-    return fit_mlp_head(np.repeat(x, k, axis=0), np.tile(np.arange(k), n), row_weights, np.repeat(groups, k),
-                        hidden=hidden, n_classes=k, seed=seed)[0]
+    """``fit_mlp_head`` on soft targets (``soft_rows``); a row keeps its group, so early stopping
+    still holds out whole sources."""
+    rows, labels, row_weights, original = soft_rows(x, soft_targets, weights)
+    return fit_mlp_head(rows, labels, row_weights, groups[original], hidden=hidden,
+                        n_classes=soft_targets.shape[1], seed=seed)[0]
 
 
 def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classes: list[str]):
