@@ -88,6 +88,43 @@ def test_a_second_run_reads_the_cache_and_trains_the_same(frozen_run, shared_sub
     pd.testing.assert_series_equal(first["val_loss"], second["val_loss"])
 
 
+def test_backbone_lr_moves_the_trained_stages_a_tenth_as_far_and_the_head_as_far(frozen_run, shared_subset, tmp_path):
+    """--backbone-lr 0.1: the same LP-FT from the same cache, the trained stages at a tenth of the
+    head's LR. AdamW steps each weight by about its LR whatever the gradient's scale, so the
+    stages move about a tenth as far as in the run at one LR, and the head about as far."""
+    run, cache = frozen_run
+    slow = tmp_path / "slow"
+    done = artstyle("train", str(shared_subset), *RECIPE, "--backbone-lr", "0.1", "--feature-cache", str(cache),
+                    "-o", str(slow))
+    assert done.returncode == 0, done.stderr[-2000:]
+    start = create_model("efficientnet_lite0", CLASSES, image_size=48)[0].state_dict()
+    same, tenth = (load_file(r / "weights" / "last.safetensors") for r in (run, slow))
+
+    def moved(weights, prefix):
+        keys = [k for k in start if k.startswith(prefix) and k.endswith("weight") and start[k].ndim == 4]
+        return sum(float((weights[k] - start[k]).abs().sum()) for k in keys) / sum(start[k].numel() for k in keys)
+
+    for stage in ("blocks.5.", "blocks.6.", "conv_head."):
+        assert 0.05 < moved(tenth, stage) / moved(same, stage) < 0.2, stage
+    head = [float((w["classifier.weight"] - start["classifier.weight"]).abs().mean()) for w in (same, tenth)]
+    assert 0.5 < head[1] / head[0] < 2
+    history = pd.read_csv(slow / "history.csv")
+    assert history["lr"].iloc[0] == 1e-4
+    assert list(history["backbone_lr"]) == pytest.approx(list(history["lr"] * 0.1), rel=1e-9)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--backbone-lr", "0"], "--backbone-lr 0.0: give a fraction of --lr above 0"),
+    (["--backbone-lr", "0.1", "--mode", "probe"], "--backbone-lr is for --mode finetune"),
+])
+def test_a_bad_backbone_lr_is_one_line_before_any_work(shared_subset, tmp_path, capsys, argv, message):
+    out = tmp_path / "run"
+    assert main(["train", str(shared_subset), "-o", str(out), *argv]) == 1
+    stderr = capsys.readouterr().err
+    assert message in stderr and len(stderr.strip().splitlines()) == 1, stderr
+    assert not out.exists()
+
+
 def test_the_checkpoint_evaluates_exports_and_predicts(frozen_run, tmp_path, capsys):
     from artstyle.engine import evaluate
     from artstyle.engine.export import export_onnx

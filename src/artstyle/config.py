@@ -50,6 +50,9 @@ class TrainConfig:
     batch_size: int = opt(32, "the seed notebook's batch size")
     optimizer: str = opt("adamw", "adamw or sgd", ("adamw", "sgd"))
     lr: float = opt(1e-3, "initial learning rate")
+    backbone_lr: float = opt(1.0, "finetune: the backbone's learning rate as a fraction of --lr (which the head "
+                                  "keeps); below 1 for LP-FT, e.g. 0.1, so that the start the probe gave moves "
+                                  "slowly")
     feature_cache: str = opt("", "probe, crossval and --freeze-stages: folder of frozen features (and frozen "
                                  "stages' activations) kept per image, shared between runs (default: inside the "
                                  "run directory)")

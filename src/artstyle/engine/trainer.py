@@ -168,7 +168,13 @@ def set_backbone_trainable(model: nn.Module, trainable: bool, fixed: set[int] = 
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    """AdamW or SGD at ``cfg.lr``; with ``cfg.backbone_lr`` below 1, two parameter groups: the
+    head's at ``lr``, then the rest at ``lr * backbone_lr`` (ReduceLROnPlateau scales both)."""
     params = model.parameters()
+    if cfg.backbone_lr != 1.0:  # one group otherwise, so that runs from before the option resume
+        head = head_parameters(model)
+        rest = [p for p in model.parameters() if id(p) not in {id(h) for h in head}]
+        params = [{"params": head}, {"params": rest, "lr": cfg.lr * cfg.backbone_lr}]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "sgd":
@@ -357,6 +363,8 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
             train_loader.generator.manual_seed(cfg.seed + epoch)  # same order after a resume
         tick = time.perf_counter()
         row = {"epoch": epoch, "lr": optimizer.param_groups[0]["lr"], "frozen": frozen}
+        if len(optimizer.param_groups) > 1:
+            row["backbone_lr"] = optimizer.param_groups[1]["lr"]
         row |= train_one_epoch(ddp, criterion, optimizer, train_loader, device, epoch=epoch, info=info,
                                amp=amp, channels_last=channels_last)
         row |= evaluate_epoch(net, eval_criterion, val_loader, device, info=info, amp=amp,
@@ -402,6 +410,11 @@ def check_finetune_options(cfg: TrainConfig) -> None:
     """--freeze-stages and --head-init requests that cannot work, refused before any work."""
     from ..models.stages import check_freeze_request
 
+    if not cfg.backbone_lr > 0:
+        raise ArtstyleError(f"--backbone-lr {cfg.backbone_lr}: give a fraction of --lr above 0 "
+                            f"(to keep the backbone fixed, use --mode probe or --freeze-stages)")
+    if cfg.backbone_lr != 1.0 and cfg.mode != "finetune":
+        raise ArtstyleError(f"--backbone-lr is for --mode finetune (--mode {cfg.mode} trains no backbone)")
     if cfg.freeze_stages and cfg.mode != "finetune":
         raise ArtstyleError(f"--freeze-stages is for --mode finetune (--mode {cfg.mode} freezes the whole backbone)")
     if cfg.mode == "finetune" and cfg.head_init == "probe" and cfg.hidden and cfg.probe_head != "mlp":
