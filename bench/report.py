@@ -315,7 +315,18 @@ def recipe_rows(ctx: Context) -> tuple[list[list], list[str]]:
                 rows.append(headline_row(f"{name[len('crossval_'):-len('.json')]}: {label}", m, ctx.result_link(name)))
         else:  # an `artstyle crossval` run (bench/bench_crossval.py)
             rows.append(headline_row(crossval_label(name, data), data, ctx.result_link(name)))
+    for name, data in ctx.results.items():
+        if name.startswith("ensemble_"):  # two crossval runs blended (bench/bench_ensemble.py)
+            used.append(name)
+            for w, m in data["by_weight_of_a"].items():
+                if 0 < float(w) < 1:
+                    rows.append(headline_row(ensemble_label(name, data, float(w)), m, ctx.result_link(name)))
     return rows, used
+
+
+def ensemble_label(name: str, data: dict, w: float) -> str:
+    a, b = (Path(data[k]).name for k in ("a", "b"))
+    return f"{name[len('ensemble_'):-len('.json')]}: {w:g} x {a} + {1 - w:g} x {b} (calibrated logits)"
 
 
 def render_recipes(ctx: Context) -> str:
