@@ -78,6 +78,9 @@ class TrainConfig:
     rescale_p: float = opt(0.5, "random down-and-up scaling: ... nor on resolution")
     border_p: float = opt(0.2, "random solid borders / letterboxing: ... nor on framing")
     grayscale_p: float = 0.1
+    style_aug_p: float = opt(0.0, "a change of rendering per augmented view (and training image) with this "
+                                  "probability: a crop (0.4-0.8 of each side), blur, sharpening, a 1-bit halftone or "
+                                  "sensor noise, so that no source's look decides its class")
     balance: str = opt("none", "none, weights (class-weighted loss), sampler (balanced batches) or groups (probe "
                        "and --freeze-stages: every group weighs the same, so that big sources do not decide the "
                        "model)",
@@ -87,6 +90,11 @@ class TrainConfig:
     device: str = opt("auto", "auto, cpu, cuda, cuda:N")
     amp: bool = opt(True, "mixed precision (CUDA only)")
     channels_last: bool = opt(True, "channels-last memory format (about 2x faster convolutions on CPU too)")
+
+    def __post_init__(self):
+        for name in ("jpeg_p", "rescale_p", "border_p", "grayscale_p", "style_aug_p"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise ArtstyleError(f"--{name.replace('_', '-')} {getattr(self, name)}: a probability, from 0 to 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

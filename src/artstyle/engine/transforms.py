@@ -11,8 +11,9 @@ from __future__ import annotations
 import io
 import random
 
+import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 from timm.data import create_transform
 
 from ..config import TrainConfig
@@ -76,15 +77,67 @@ class RandomGrayscale:
         return img.convert("L").convert("RGB") if random.random() < self.p else img
 
 
+class RandomStyle:
+    """One change of how a picture is rendered that leaves what it is: a source's look (its scan,
+    print, camera or framing) must not decide its class. With probability ``p``, one of:
+      - crop: 40-80 % of each side (a panel of a page, a corner of a wallpaper or a crowd);
+      - blur: Gaussian, radius 0.5-2 px (soft scans, film frames, focus);
+      - sharpen: an unsharp mask (over-processed web images and TV captures);
+      - halftone: grey levels as 1-bit dots (Floyd-Steinberg, at 1-3x the pixel size): newsprint
+        and screentone, in every class;
+      - noise: Gaussian, sigma 3-12 levels: sensor noise is not only a photo's."""
+
+    KINDS = ("crop", "blur", "sharpen", "halftone", "noise")
+
+    def __init__(self, p: float):
+        self.p = p
+
+    def __call__(self, img: Image.Image) -> Image.Image:
+        if random.random() >= self.p:
+            return img
+        return getattr(self, random.choice(self.KINDS))(img)
+
+    @staticmethod
+    def crop(img: Image.Image) -> Image.Image:
+        w, h = img.size
+        cw, ch = (max(1, round(s * random.uniform(0.4, 0.8))) for s in (w, h))
+        x, y = random.randint(0, w - cw), random.randint(0, h - ch)
+        return img.crop((x, y, x + cw, y + ch))
+
+    @staticmethod
+    def blur(img: Image.Image) -> Image.Image:
+        return img.filter(ImageFilter.GaussianBlur(random.uniform(0.5, 2.0)))
+
+    @staticmethod
+    def sharpen(img: Image.Image) -> Image.Image:
+        return img.filter(ImageFilter.UnsharpMask(radius=2, percent=random.randint(100, 250), threshold=2))
+
+    @staticmethod
+    def halftone(img: Image.Image) -> Image.Image:
+        w, h = img.size
+        dot = random.choice((1, 2, 3))
+        grey = img.convert("L").resize((max(1, w // dot), max(1, h // dot)), Image.Resampling.BILINEAR)
+        return grey.convert("1").resize((w, h), Image.Resampling.NEAREST).convert("RGB")
+
+    @staticmethod
+    def noise(img: Image.Image) -> Image.Image:
+        pixels = np.asarray(img.convert("RGB"), dtype=np.float32)
+        noisy = pixels + np.random.default_rng(random.getrandbits(32)).normal(0, random.uniform(3, 12), pixels.shape)
+        return Image.fromarray(np.clip(noisy, 0, 255).round().astype(np.uint8))
+
+
 def create_view_augmentation(cfg: TrainConfig):
     """The anti-shortcut augmentations alone (no crops or colour jitter): what probe mode adds as
     extra views of each training image, so a frozen backbone's head cannot key on framing,
     resolution, compression or colour either. Its ``key`` names the settings, so that cached
     features of augmented views are never reused under other settings."""
     gray = max(cfg.grayscale_p, 0.3)
-    augment = Compose(RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p),
+    style = RandomStyle(cfg.style_aug_p) if cfg.style_aug_p else None
+    augment = Compose(style, RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p),
                       RandomGrayscale(gray))
-    augment.key = f"border{cfg.border_p}-rescale{cfg.rescale_p}-jpeg{cfg.jpeg_p}-gray{gray}"
+    # Without --style-aug-p the key is the one it had before that option: caches stay valid.
+    augment.key = f"border{cfg.border_p}-rescale{cfg.rescale_p}-jpeg{cfg.jpeg_p}-gray{gray}" + (
+        f"-style{cfg.style_aug_p}" if style else "")
     return augment
 
 
@@ -115,7 +168,8 @@ def create_train_transform(cfg: TrainConfig, spec: ModelSpec):
     )
     if not strong:
         return timm_tf
-    return Compose(RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p), timm_tf)
+    style = RandomStyle(cfg.style_aug_p) if cfg.style_aug_p else None
+    return Compose(style, RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p), timm_tf)
 
 
 def create_eval_transform(spec: ModelSpec):
