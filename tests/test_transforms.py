@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import random
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,7 +20,9 @@ from artstyle.engine.transforms import (  # noqa: E402
     RandomBorder,
     RandomJPEG,
     RandomRescale,
+    RandomStyle,
     create_train_transform,
+    create_view_augmentation,
 )
 from artstyle.models import create_model  # noqa: E402
 
@@ -81,7 +84,7 @@ def test_random_border_frames_the_untouched_picture_in_a_solid_colour():
     assert framed >= 15
 
 
-@pytest.mark.parametrize("augment", [RandomJPEG, RandomRescale, RandomBorder])
+@pytest.mark.parametrize("augment", [RandomJPEG, RandomRescale, RandomBorder, RandomStyle])
 def test_each_applies_at_its_probability(augment):
     img = noise_image(48, 48)
     random.seed(4)
@@ -124,3 +127,68 @@ def test_evaluation_decodes_and_preprocesses_as_the_predictor_does_with_crop_bel
     # The image does tell the two decode sizes apart, so the equality above is not a given.
     coarse = ImageDataset(frame, spec.classes, create_eval_transform(spec), spec.image_size)[0][0].numpy()
     assert np.abs(coarse - predictor).max() > 0.05
+
+
+REAL = Path(__file__).parents[1] / "examples" / "human_camera.jpg"  # a real photograph, smooth areas and edges
+
+
+def test_style_crop_is_a_region_of_the_picture_at_0_4_to_0_8_of_each_side():
+    img = noise_image(60, 40)
+    random.seed(1)
+    for _ in range(5):
+        out = RandomStyle.crop(img)
+        assert 24 <= out.width <= 48 and 16 <= out.height <= 32
+        whole, part = pixels(img), pixels(out)
+        found = [(x, y) for y in range(img.height - out.height + 1) for x in range(img.width - out.width + 1)
+                 if np.array_equal(whole[y:y + out.height, x:x + out.width], part)]
+        assert len(found) == 1
+
+
+def test_style_blur_and_sharpen_move_the_detail_of_a_real_photo_each_its_way():
+    img = Image.open(REAL).convert("RGB")
+    random.seed(2)
+    blurred, sharpened = RandomStyle.blur(img), RandomStyle.sharpen(img)
+    assert blurred.size == sharpened.size == img.size
+    assert detail(blurred) < 0.8 * detail(img) < detail(img) < detail(sharpened) / 1.1
+
+
+def test_style_halftone_prints_grey_levels_as_black_and_white_dots():
+    img = Image.open(REAL).convert("RGB")
+    random.seed(3)
+    for _ in range(3):
+        out = pixels(RandomStyle.halftone(img))
+        assert out.shape == pixels(img).shape
+        assert set(np.unique(out)) <= {0.0, 255.0} and (out[..., 0] == out[..., 2]).all()
+        # Dithering keeps the tone: the share of white dots follows the picture's brightness.
+        assert abs(out.mean() - pixels(img.convert("L")).mean()) < 12
+
+
+def test_style_noise_adds_zero_mean_noise_of_3_to_12_levels():
+    img = Image.open(REAL).convert("RGB")
+    random.seed(5)
+    difference = pixels(RandomStyle.noise(img)) - pixels(img)
+    inside = (pixels(img) > 40) & (pixels(img) < 215)  # where clipping at 0 and 255 cannot bias it
+    assert 2.5 < difference[inside].std() < 12.5 and abs(difference[inside].mean()) < 0.5
+
+
+def test_style_augmentation_is_off_by_default_and_keys_its_views_only_when_on():
+    _, spec = create_model("efficientnet_lite0", ["a", "b"], image_size=48)
+    default = create_view_augmentation(TrainConfig())
+    # The key of views made before --style-aug-p existed: their cached features stay valid.
+    assert default.key == "border0.2-rescale0.5-jpeg0.5-gray0.3"
+    assert not any(isinstance(s, RandomStyle) for s in default.steps)
+    assert not any(isinstance(s, RandomStyle) for s in create_train_transform(TrainConfig(), spec).steps)
+    on = create_view_augmentation(TrainConfig(style_aug_p=0.5))
+    assert on.key == default.key + "-style0.5" and isinstance(on.steps[0], RandomStyle) and on.steps[0].p == 0.5
+    strong = create_train_transform(TrainConfig(style_aug_p=0.5), spec)
+    assert isinstance(strong.steps[0], RandomStyle) and tuple(strong(noise_image()).shape) == (3, 48, 48)
+
+
+@pytest.mark.parametrize("option", ["--style-aug-p", "--jpeg-p"])
+def test_a_probability_outside_0_to_1_is_one_line(option, tmp_path, capsys):
+    from artstyle.cli import main
+
+    assert main(["train", str(tmp_path), "-o", str(tmp_path / "run"), option, "1.5"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"{option} 1.5: a probability, from 0 to 1") and len(err.splitlines()) == 1
+    assert not (tmp_path / "run").exists()
