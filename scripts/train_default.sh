@@ -39,7 +39,7 @@ artstyle train "$OUT/split" -o "$OUT/run" --mode probe "${RECIPE[@]}"
 #    sums products in pairs, the first and last blocks kept in fp32 (--keep-fp32: they moved
 #    fp32's answers most), the head refitted on the int8 trunk's features of the same training
 #    split (and views) to the fp32 model's answers, and compared with fp32 on the whole held-out
-#    slice (--holdout-size covers all 1,124 images).
+#    slice (--holdout-size covers all 1,269 images).
 artstyle export "$OUT/run" -o src/artstyle/assets/default.onnx --crossval "$OUT/crossval" --with-weights \
     --int8 --holdout-size 2000 --keep-fp32 model.backbone.blocks.0. --keep-fp32 model.backbone.blocks.6.
 
