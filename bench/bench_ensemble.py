@@ -21,12 +21,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from _provenance import write_results
+from crossval_run import headline
 
 from artstyle.engine.calibration import logits_from_probs
 from artstyle.engine.crossval import grouped_metrics
 
 RESULTS = Path(__file__).resolve().parent / "results"
-HEADLINE = ("mean_accuracy", "group_mean_accuracy", "worst_group", "worst_group_accuracy", "ece")
 
 
 def calibrated_logits(crossval: Path) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
@@ -58,9 +58,7 @@ def main() -> int:
     rows = {}
     for w in sorted({0.0, 1.0, *args.weights}):
         metrics = grouped_metrics(frame, w * a + (1 - w) * b, fold, classes)
-        rows[f"{w:g}"] = {k: metrics[k] for k in HEADLINE} | {
-            "groups_under_0.70": sorted(g for g, r in metrics["groups"].items() if r["accuracy"] < 0.70)}
-        r = rows[f"{w:g}"]
+        r = rows[f"{w:g}"] = headline(metrics) | {"ece": metrics["ece"]}
         print(f"w(A) {w:4.2f}  pooled {r['mean_accuracy']:.4f}  mean over sources {r['group_mean_accuracy']:.4f}  "
               f"worst {r['worst_group']} {r['worst_group_accuracy']:.3f}  under 0.70: {len(r['groups_under_0.70'])}")
     info = {"a": str(args.a), "b": str(args.b), "n": int(len(frame)), "folds": int(fold.max() + 1),

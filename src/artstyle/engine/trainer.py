@@ -168,12 +168,13 @@ def set_backbone_trainable(model: nn.Module, trainable: bool, fixed: set[int] = 
 
 
 def build_optimizer(cfg: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
-    """AdamW or SGD at ``cfg.lr``; with ``cfg.backbone_lr`` below 1, two parameter groups: the
-    head's at ``lr``, then the rest at ``lr * backbone_lr`` (ReduceLROnPlateau scales both)."""
+    """AdamW or SGD at ``cfg.lr``; with ``cfg.backbone_lr`` other than 1, two parameter groups:
+    the head's at ``lr``, then the rest at ``lr * backbone_lr`` (ReduceLROnPlateau scales both)."""
     params = model.parameters()
     if cfg.backbone_lr != 1.0:  # one group otherwise, so that runs from before the option resume
         head = head_parameters(model)
-        rest = [p for p in model.parameters() if id(p) not in {id(h) for h in head}]
+        head_ids = {id(p) for p in head}
+        rest = [p for p in model.parameters() if id(p) not in head_ids]
         params = [{"params": head}, {"params": rest, "lr": cfg.lr * cfg.backbone_lr}]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)

@@ -126,18 +126,24 @@ class RandomStyle:
         return Image.fromarray(np.clip(noisy, 0, 255).round().astype(np.uint8))
 
 
-def create_view_augmentation(cfg: TrainConfig):
-    """The anti-shortcut augmentations alone (no crops or colour jitter): what probe mode adds as
-    extra views of each training image, so a frozen backbone's head cannot key on framing,
-    resolution, compression or colour either. Its ``key`` names the settings, so that cached
-    features of augmented views are never reused under other settings."""
-    gray = max(cfg.grayscale_p, 0.3)
+def anti_shortcut_steps(cfg: TrainConfig) -> list:
+    """The PIL steps both the view augmentation and the strong recipe start with: the style change
+    (when asked for), borders, rescaling, JPEG."""
     style = RandomStyle(cfg.style_aug_p) if cfg.style_aug_p else None
-    augment = Compose(style, RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p),
-                      RandomGrayscale(gray))
+    return [style, RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p)]
+
+
+def create_view_augmentation(cfg: TrainConfig):
+    """The anti-shortcut augmentations alone (no random-resized crops or colour jitter; a style
+    crop only with --style-aug-p): what probe mode adds as extra views of each training image, so
+    a frozen backbone's head cannot key on framing, resolution, compression or colour either.
+    Its ``key`` names the settings, so that cached features of augmented views are never reused
+    under other settings."""
+    gray = max(cfg.grayscale_p, 0.3)
+    augment = Compose(*anti_shortcut_steps(cfg), RandomGrayscale(gray))
     # Without --style-aug-p the key is the one it had before that option: caches stay valid.
     augment.key = f"border{cfg.border_p}-rescale{cfg.rescale_p}-jpeg{cfg.jpeg_p}-gray{gray}" + (
-        f"-style{cfg.style_aug_p}" if style else "")
+        f"-style{cfg.style_aug_p}" if cfg.style_aug_p else "")
     return augment
 
 
@@ -168,8 +174,7 @@ def create_train_transform(cfg: TrainConfig, spec: ModelSpec):
     )
     if not strong:
         return timm_tf
-    style = RandomStyle(cfg.style_aug_p) if cfg.style_aug_p else None
-    return Compose(style, RandomBorder(cfg.border_p), RandomRescale(cfg.rescale_p), RandomJPEG(cfg.jpeg_p), timm_tf)
+    return Compose(*anti_shortcut_steps(cfg), timm_tf)
 
 
 def create_eval_transform(spec: ModelSpec):
