@@ -34,6 +34,7 @@ This module is ``artstyle.ray``; ``import ray`` below is the absolute import of 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import sys
 from collections import deque
@@ -359,6 +360,8 @@ def predict_files(inputs: Sequence[str], output: str | None, model: str | os.Pat
     if kind == "csv":
         context.execution_options.preserve_order = True  # rows in the order the inputs were given
         context.enable_progress_bars = False  # ours counts images/s over the whole cluster
+        # Ray Data then advises enabling its bars, once per process: not advice for artstyle's users.
+        logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)
         video_rows = video_results.take_all() if video_results is not None else []
         batches = in_input_order(image_batches(results), video_rows, listed, set(videos))
         return write_csv(batches, classes, output, progress, on_failure, stdout or sys.stdout, video_columns,
