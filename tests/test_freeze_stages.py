@@ -4,6 +4,7 @@ images (a 60-image subset), 48 px, real processes for the kill-and-resume."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -113,6 +114,25 @@ def test_backbone_lr_moves_the_trained_stages_a_tenth_as_far_and_the_head_as_far
     assert list(history["backbone_lr"]) == pytest.approx(list(history["lr"] * 0.1), rel=1e-9)
 
 
+def test_val_0_trains_a_fixed_schedule_on_every_training_image(frozen_run, shared_subset, tmp_path):
+    """--val 0: no inner validation, so every image outside the test split trains (crossval --mode
+    finetune --val 0 then trains each fold on all of its training sources, as a probe fold does);
+    the LR schedule, early stopping and the best checkpoint follow the training loss."""
+    run, cache = frozen_run
+    out = tmp_path / "all"
+    done = artstyle("train", str(shared_subset), *RECIPE, "--val", "0", "--probe-c", "0.1", "--feature-cache",
+                    str(cache), "-o", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    split = {name: pd.read_csv(out / "data" / f"{name}.csv") for name in ("train", "val", "test")}
+    assert split["val"].empty and len(split["train"]) + len(split["test"]) == len(list(shared_subset.rglob("*.jpg")))
+    assert len(split["train"]) > len(pd.read_csv(run / "data" / "train.csv"))
+    history = pd.read_csv(out / "history.csv")
+    assert len(history) == 2 and not any(c.startswith("val_") for c in history) and history["train_loss"].notna().all()
+    best = json.loads((out / "weights" / "best.json").read_text())
+    assert best["epoch"] == int(history["train_loss"].idxmin())
+    assert json.loads((out / "test" / "metrics.json").read_text())["n"] == len(split["test"])
+
+
 def test_the_checkpoint_evaluates_exports_and_predicts(frozen_run, tmp_path, capsys):
     from artstyle.engine import evaluate
     from artstyle.engine.export import export_onnx
@@ -152,6 +172,8 @@ def test_kill_9_after_an_epoch_then_resume_ends_as_the_uninterrupted_run(frozen_
     (["--freeze-stages", "2", "--backbone", "vit_tiny_patch16_224"], "not supported for vit_tiny_patch16_224"),
     (["--backbone-lr", "0"], "--backbone-lr 0.0: give a fraction of --lr above 0"),
     (["--backbone-lr", "0.1", "--mode", "probe"], "--backbone-lr is for --mode finetune"),
+    (["--val", "0", "--mode", "probe"], "--mode probe fits its temperature (and C) on the val split"),
+    (["--val", "0", "--head-init", "probe"], "choosing the probe's C needs a val split: pass --probe-c"),
 ])
 def test_a_bad_freeze_stages_or_backbone_lr_is_one_line_before_any_work(shared_subset, tmp_path, capsys, argv, message):
     out = tmp_path / "run"

@@ -184,7 +184,7 @@ class CachedViews:
     def __init__(self, activations, statistics, targets, *, images: int, batch_size: int, train: bool,
                  seed: int = 0, weights: np.ndarray | None = None):
         self.activations, self.statistics = activations, statistics
-        self.targets = torch.tensor(np.asarray(targets), dtype=torch.long)
+        self.targets = torch.tensor(np.asarray(targets, dtype=np.int64))
         self.images, self.views = images, len(self.targets) // max(images, 1)
         self.batch_size, self.train, self.seed, self.weights = batch_size, train, seed, weights
         self.epoch = 0
@@ -232,7 +232,7 @@ class FrozenStageData:
             batches = torch.arange(len(views.targets)).split(256)
             out[name] = torch.cat([
                 self.tail.features((views.activations[b].float().to(device), views.statistics[b].to(device))).float().cpu()
-                for b in batches]).numpy() if batches else np.zeros((0, 0), np.float32)
+                for b in batches]).numpy() if len(views.targets) else np.zeros((0, 0), np.float32)
         return out
 
 

@@ -37,7 +37,8 @@ def plot_curves(history: pd.DataFrame, path: Path, title: str = "") -> None:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     for ax, metric in zip(axes, ("acc", "loss")):
         ax.plot(x, history[f"train_{metric}"], "o-", label="train")
-        ax.plot(x, history[f"val_{metric}"], "s-", label="validation")
+        if f"val_{metric}" in history:  # absent when a fine-tune ran without a val split (--val 0)
+            ax.plot(x, history[f"val_{metric}"], "s-", label="validation")
         ax.set_xlabel("C (inverse regularisation)" if x_name == "C" else "epoch")
         ax.set_ylabel("accuracy" if metric == "acc" else "loss")
         ax.set_title(f"{'Accuracy' if metric == 'acc' else 'Loss'} per {x_name}")

@@ -276,13 +276,15 @@ def fit_soft_mlp_head(x: np.ndarray, soft_targets: np.ndarray, weights: np.ndarr
 def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classes: list[str]):
     """Fit for each C (only ``cfg.probe_c`` when set) and keep the best on validation accuracy,
     then log-loss. Returns (pipeline, its row, every row)."""
+    if cfg.probe_c <= 0 and not len(targets["val"]):
+        raise ArtstyleError("choosing the probe's C needs a val split: pass --probe-c, or a --val above 0")
     history, best, best_key = [], None, None
     for epoch, c in enumerate([cfg.probe_c] if cfg.probe_c > 0 else C_GRID):
         tick = time.perf_counter()
         head = fit_head(features["train"], targets["train"], c, weights)
         row = scored_row(head, features, targets, classes, {"epoch": epoch, "C": c}, tick)
         history.append(row)
-        key = (row["val_acc"], -row["val_loss"])
+        key = (row.get("val_acc", 0.0), -row.get("val_loss", 0.0))
         if best_key is None or key > best_key:
             best, best_key = (head, row), key
     return (*best, history)
@@ -293,6 +295,8 @@ def scored_row(head, features: dict, targets: dict, classes: list[str], row: dic
     from sklearn.metrics import log_loss
 
     for name in ("train", "val"):
+        if not len(targets[name]):  # a fine-tune without a val split (--val 0) starts from a fixed C
+            continue
         probs = head.predict_proba(features[name])
         row[f"{name}_loss"] = log_loss(targets[name], probs, labels=np.arange(len(classes)))
         row[f"{name}_acc"] = float((probs.argmax(1) == targets[name]).mean())
@@ -371,6 +375,8 @@ def start_from_probe(cfg: TrainConfig, model, spec, frames: dict[str, pd.DataFra
 def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> dict:
     if spec.hidden and cfg.probe_head != "mlp":
         raise ArtstyleError("--mode probe fits a linear head; drop --hidden or pass --probe-head mlp")
+    if not len(frames["val"]):
+        raise ArtstyleError("--mode probe fits its temperature (and C) on the val split: use a --val above 0")
     tick = time.perf_counter()
     parts = probe_parts(frames, cfg)
     features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,

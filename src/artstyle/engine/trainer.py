@@ -237,9 +237,10 @@ def commit_epoch(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, 
     save_epoch(run_dir, state)
     write_epoch_views(run_dir, spec, cfg, state, best=is_best)
     row = state["history"][-1]
+    scored = f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  " if "val_loss" in row else ""
     log.info(
         f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
-        f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  lr {row['lr']:.2e}  "
+        f"{scored}lr {row['lr']:.2e}  "
         f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if row['frozen'] else ''}"
     )
     return state["best_model"]
@@ -309,11 +310,22 @@ def start_from_probe_head(cfg: TrainConfig, run_dir: Path, model, spec, frames, 
         features = cached_features(cache, model, spec, probe_parts(frames, cfg), device, cfg.workers,
                                    augment=create_view_augmentation(cfg))
     row = start_from_probe(cfg, model, spec, frames, features)
-    log.info(f"LP-FT: starting from the probe head (val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f})")
+    scored = f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if "val_loss" in row else "no val split"
+    log.info(f"LP-FT: starting from the probe head ({scored})")
+
+
+def monitored_metric(cfg: TrainConfig, validate: bool) -> str:
+    """What EarlyStopping, ReduceLROnPlateau and the best checkpoint follow: ``--monitor``, or its
+    training twin when there is no val split (``--val 0``: a fixed schedule of ``--epochs``)."""
+    return cfg.monitor if validate else cfg.monitor.replace("val_", "train_")
 
 
 def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     cached = None
+    validate = len(frames["val"]) > 0
+    if not validate:
+        log.info(f"no val split: {cfg.epochs} epochs on all the training images, "
+                 f"the schedule and the best checkpoint follow {monitored_metric(cfg, False)}")
     if cfg.freeze_stages:  # the frozen stages' output cached; the rest trains on it (activations.py)
         from .activations import frozen_stage_data
 
@@ -368,12 +380,13 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
             row["backbone_lr"] = optimizer.param_groups[1]["lr"]
         row |= train_one_epoch(ddp, criterion, optimizer, train_loader, device, epoch=epoch, info=info,
                                amp=amp, channels_last=channels_last)
-        row |= evaluate_epoch(net, eval_criterion, val_loader, device, info=info, amp=amp,
-                              channels_last=channels_last)
+        if validate:
+            row |= evaluate_epoch(net, eval_criterion, val_loader, device, info=info, amp=amp,
+                                  channels_last=channels_last)
         row["seconds"] = time.perf_counter() - tick
         row["images_per_s"] = len(frames["train"]) / max(row["seconds"], 1e-9)
         history.append(row)
-        monitored = row[cfg.monitor]
+        monitored = row[monitored_metric(cfg, validate)]
         is_best = stopper.step(monitored, epoch)
         scheduler.step(monitored)
         rngs = gather_objects(rng_state(), info)  # every rank's own, so that a resume restores each
@@ -382,7 +395,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
                  "history": history, "rng": rngs}
         best_weights = run_on_main(info, commit_epoch, run_dir, spec, cfg, state, model, is_best)
     if stopper.should_stop and info.is_main:
-        log.info(f"early stopping: no {cfg.monitor} improvement for {cfg.patience} epochs "
+        log.info(f"early stopping: no {monitored_metric(cfg, validate)} improvement for {cfg.patience} epochs "
                  f"(best epoch {stopper.best_epoch})")
     return next((h for h in history if h["epoch"] == stopper.best_epoch), history[-1] if history else {})
 
@@ -416,6 +429,10 @@ def check_finetune_options(cfg: TrainConfig) -> None:
                             f"(to keep the backbone fixed, use --mode probe or --freeze-stages)")
     if cfg.backbone_lr != 1.0 and cfg.mode != "finetune":
         raise ArtstyleError(f"--backbone-lr is for --mode finetune (--mode {cfg.mode} trains no backbone)")
+    if cfg.val == 0 and cfg.mode == "probe":
+        raise ArtstyleError("--mode probe fits its temperature (and C) on the val split: use a --val above 0")
+    if cfg.val == 0 and cfg.head_init == "probe" and cfg.probe_c <= 0:
+        raise ArtstyleError("choosing the probe's C needs a val split: pass --probe-c, or a --val above 0")
     if cfg.freeze_stages and cfg.mode != "finetune":
         raise ArtstyleError(f"--freeze-stages is for --mode finetune (--mode {cfg.mode} freezes the whole backbone)")
     if cfg.mode == "finetune" and cfg.head_init == "probe" and cfg.hidden and cfg.probe_head != "mlp":
