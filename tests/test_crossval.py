@@ -153,3 +153,22 @@ def test_finetune_with_frozen_stages_computes_each_image_once_across_folds(group
     for k in range(2):  # each fold's run starts from the probe head and reads what it did not compute
         log = (out / f"fold{k}" / "run" / "train.log").read_text()
         assert "LP-FT: starting from the probe head" in log and "frozen stem + stages 0-5" in log
+
+
+def test_finetune_with_val_0_trains_each_fold_on_all_its_training_sources(grouped_manifest, tmp_path):  # noqa: F811
+    """--val 0: no inner split by source, so each fold's run trains on every image of the other
+    folds (as a probe fold's head does), for the fixed --epochs."""
+    out = tmp_path / "cv"
+    done = artstyle("crossval", str(grouped_manifest), "--folds", "2", "--mode", "finetune", "--freeze-stages", "6",
+                    "--head-init", "probe", "--probe-c", "0.1", "--val", "0", "--lr", "1e-4", "--epochs", "1",
+                    "--freeze-epochs", "0", "--head", "style", "--image-size", "48", "--workers", "0", "-o", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    folds = pd.read_csv(out / "folds.csv")
+    for k in range(2):
+        data = {name: pd.read_csv(out / f"fold{k}" / "run" / "data" / f"{name}.csv") for name in ("train", "val", "test")}
+        assert data["val"].empty
+        assert sorted(data["train"]["path"]) == sorted(folds.loc[folds["fold"] != k, "path"])
+        assert sorted(data["test"]["path"]) == sorted(folds.loc[folds["fold"] == k, "path"])
+        log = (out / f"fold{k}" / "run" / "train.log").read_text()
+        assert f"no val split: --epochs 1 on all {len(data['train'])} training images" in log
+    assert results_of(out)[0]["n"] == len(folds)

@@ -25,7 +25,8 @@ class TrainConfig:
     # --- data ---
     data: str = opt("", "a data dir (one subfolder per class), a manifest CSV or a split dir")
     output: str = opt("runs/train", "run directory: config, history, checkpoints, plots, metrics")
-    val: float = opt(0.15, "validation fraction when the data is not split yet")
+    val: float = opt(0.15, "validation fraction when the data is not split yet; 0 = none (finetune: a fixed "
+                           "schedule of --epochs, monitored on the training loss)")
     test: float = opt(0.15, "test fraction when the data is not split yet")
     workers: int = opt(-1, "data-loader processes; -1 = auto (all cores up to 8 on GPU, half of them on CPU)")
     # --- model ---

@@ -324,8 +324,8 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     cached = None
     validate = len(frames["val"]) > 0
     if not validate:
-        log.info(f"no val split: {cfg.epochs} epochs on all the training images, "
-                 f"the schedule and the best checkpoint follow {monitored_metric(cfg, False)}")
+        log.info(f"no val split: --epochs {cfg.epochs} on all {len(frames['train'])} training images; "
+                 f"the LR schedule and the best checkpoint follow {monitored_metric(cfg, False)}")
     if cfg.freeze_stages:  # the frozen stages' output cached; the rest trains on it (activations.py)
         from .activations import frozen_stage_data
 
