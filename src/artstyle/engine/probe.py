@@ -38,6 +38,9 @@ MAX_ITER = 3000
 # The MLP head: epochs of Adam at most, epochs without a better held-out loss before stopping,
 # and the share of training groups held out to decide when.
 MLP_MAX_EPOCHS, MLP_PATIENCE, MLP_STOP_FRACTION = 200, 10, 0.15
+# Refusals of a run without a val split (--val 0), before any work where the split is still to be made.
+PROBE_NEEDS_VAL = "--mode probe fits its temperature (and C) on the val split: use a --val above 0"
+C_NEEDS_VAL = "choosing the probe's C needs a val split: pass --probe-c, or a --val above 0"
 
 
 def raw_features(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -277,7 +280,7 @@ def choose_head(features: dict, targets: dict, cfg: TrainConfig, weights, classe
     """Fit for each C (only ``cfg.probe_c`` when set) and keep the best on validation accuracy,
     then log-loss. Returns (pipeline, its row, every row)."""
     if cfg.probe_c <= 0 and not len(targets["val"]):
-        raise ArtstyleError("choosing the probe's C needs a val split: pass --probe-c, or a --val above 0")
+        raise ArtstyleError(C_NEEDS_VAL)
     history, best, best_key = [], None, None
     for epoch, c in enumerate([cfg.probe_c] if cfg.probe_c > 0 else C_GRID):
         tick = time.perf_counter()
@@ -376,7 +379,7 @@ def run_probe(cfg: TrainConfig, run_dir: Path, model, spec, frames, device) -> d
     if spec.hidden and cfg.probe_head != "mlp":
         raise ArtstyleError("--mode probe fits a linear head; drop --hidden or pass --probe-head mlp")
     if not len(frames["val"]):
-        raise ArtstyleError("--mode probe fits its temperature (and C) on the val split: use a --val above 0")
+        raise ArtstyleError(PROBE_NEEDS_VAL)
     tick = time.perf_counter()
     parts = probe_parts(frames, cfg)
     features = cached_features(Path(cfg.feature_cache) if cfg.feature_cache else run_dir / "features", model, spec,

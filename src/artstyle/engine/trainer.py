@@ -423,6 +423,7 @@ def train(config: TrainConfig | None = None, *, resume: str | None = None, **ove
 def check_finetune_options(cfg: TrainConfig) -> None:
     """--freeze-stages and --head-init requests that cannot work, refused before any work."""
     from ..models.stages import check_freeze_request
+    from .probe import C_NEEDS_VAL, PROBE_NEEDS_VAL
 
     if not cfg.backbone_lr > 0:
         raise ArtstyleError(f"--backbone-lr {cfg.backbone_lr}: give a fraction of --lr above 0 "
@@ -430,9 +431,9 @@ def check_finetune_options(cfg: TrainConfig) -> None:
     if cfg.backbone_lr != 1.0 and cfg.mode != "finetune":
         raise ArtstyleError(f"--backbone-lr is for --mode finetune (--mode {cfg.mode} trains no backbone)")
     if cfg.val == 0 and cfg.mode == "probe":
-        raise ArtstyleError("--mode probe fits its temperature (and C) on the val split: use a --val above 0")
+        raise ArtstyleError(PROBE_NEEDS_VAL)
     if cfg.val == 0 and cfg.head_init == "probe" and cfg.probe_c <= 0:
-        raise ArtstyleError("choosing the probe's C needs a val split: pass --probe-c, or a --val above 0")
+        raise ArtstyleError(C_NEEDS_VAL)
     if cfg.freeze_stages and cfg.mode != "finetune":
         raise ArtstyleError(f"--freeze-stages is for --mode finetune (--mode {cfg.mode} freezes the whole backbone)")
     if cfg.mode == "finetune" and cfg.head_init == "probe" and cfg.hidden and cfg.probe_head != "mlp":
