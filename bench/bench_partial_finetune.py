@@ -11,8 +11,10 @@ settings (data, folds, backbone, head, size, views, source balancing, feature ca
 the stem and stages 0..K-1 of the frozen Lite0 run once per image and view (their output cached
 in float16 beside the probe's features), and in each fold the rest is fine-tuned from the probe's
 head (LP): AdamW at a low LR, batch norms frozen, sources balanced, no label smoothing (the
-probe's head was fitted without it). Each fold holds out ``val`` of its training sources for
-early stopping and keeps the best epoch, as any `artstyle crossval --mode finetune` fold does.
+probe's head was fitted without it). By default (``--val 0``) each fold trains on all of its
+training sources for the fixed ``--epochs``, as each probe fold's head does, starting from the
+C the probe folds used; ``--val F`` holds out F of them, by source, for early stopping instead,
+so that the fine-tune sees fewer sources than the probe it is compared with.
 The LP row is the probe crossval's own result. A killed bench continues where it stopped (the
 crossval's --resume). Writes bench/results/crossval_partial_finetune.json.
 """
@@ -29,7 +31,7 @@ from _provenance import write_results
 from crossval_run import headline
 
 from artstyle.config import TrainConfig
-from artstyle.engine.crossval import crossval, started_folds
+from artstyle.engine.crossval import crossval, probe_c, started_folds
 
 RESULTS = Path(__file__).resolve().parent / "results" / "crossval_partial_finetune.json"
 
@@ -43,6 +45,7 @@ def lp_ft_config(probe_cv: Path, args: argparse.Namespace) -> tuple[TrainConfig,
         raise SystemExit(f"{probe_cv}: not a probe-mode crossval (mode {cfg.mode})")
     cfg = TrainConfig.from_dict({**cfg.to_dict(), "mode": "finetune", "freeze_stages": args.freeze_stages,
                                  "head_init": "probe", "epochs": args.epochs, "lr": args.lr, "freeze_epochs": 0,
+                                 "val": args.val, "probe_c": probe_c(cfg),
                                  "label_smoothing": 0.0, "output": str(args.output),
                                  "feature_cache": cfg.feature_cache or str(probe_cv / "features")})
     return cfg, plan
@@ -55,6 +58,8 @@ def main() -> None:
     parser.add_argument("--freeze-stages", type=int, default=5, help="stem and stages 0..K-1 frozen")
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--val", type=float, default=0.0,
+                        help="training sources held out per fold for early stopping (0: none, fixed epochs)")
     parser.add_argument("--output", type=Path, default=Path("runs/partial/crossval"),
                         help="the LP-FT crossval's folder (continued if it holds a started one)")
     args = parser.parse_args()
@@ -78,7 +83,7 @@ def main() -> None:
     for name, r in results.items():
         print(name, {k: v for k, v in r.items() if k != "groups"})
     command = (f"python bench/bench_partial_finetune.py --crossval {args.crossval} --freeze-stages "
-               f"{args.freeze_stages} --epochs {args.epochs} --lr {args.lr} --output {args.output}")
+               f"{args.freeze_stages} --epochs {args.epochs} --lr {args.lr} --val {args.val} --output {args.output}")
     write_results(RESULTS, {"command": command, "folds": plan["folds"], "seconds": round(metrics["seconds"]),
                             "this_sitting_seconds": round(time.time() - tick), "results": results})
     print(f"wrote {RESULTS}")
