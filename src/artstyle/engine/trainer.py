@@ -237,13 +237,17 @@ def commit_epoch(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, 
     save_epoch(run_dir, state)
     write_epoch_views(run_dir, spec, cfg, state, best=is_best)
     row = state["history"][-1]
-    scored = f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}  " if "val_loss" in row else ""
+    scored = f"{val_scores(row)}  " if "val_loss" in row else ""
     log.info(
         f"epoch {row['epoch']:3d}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
         f"{scored}lr {row['lr']:.2e}  "
         f"{row['seconds']:.0f}s{'  *best*' if is_best else ''}{'  (head only)' if row['frozen'] else ''}"
     )
     return state["best_model"]
+
+
+def val_scores(row: dict) -> str:
+    return f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}"
 
 
 def write_epoch_views(run_dir: Path, spec: ModelSpec, cfg: TrainConfig, state: dict, best: bool) -> None:
@@ -310,8 +314,7 @@ def start_from_probe_head(cfg: TrainConfig, run_dir: Path, model, spec, frames, 
         features = cached_features(cache, model, spec, probe_parts(frames, cfg), device, cfg.workers,
                                    augment=create_view_augmentation(cfg))
     row = start_from_probe(cfg, model, spec, frames, features)
-    scored = f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if "val_loss" in row else "no val split"
-    log.info(f"LP-FT: starting from the probe head ({scored})")
+    log.info(f"LP-FT: starting from the probe head ({val_scores(row) if 'val_loss' in row else 'no val split'})")
 
 
 def monitored_metric(cfg: TrainConfig, validate: bool) -> str:
@@ -323,9 +326,10 @@ def monitored_metric(cfg: TrainConfig, validate: bool) -> str:
 def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
     cached = None
     validate = len(frames["val"]) > 0
+    monitor = monitored_metric(cfg, validate)
     if not validate:
         log.info(f"no val split: --epochs {cfg.epochs} on all {len(frames['train'])} training images; "
-                 f"the LR schedule and the best checkpoint follow {monitored_metric(cfg, False)}")
+                 f"the LR schedule and the best checkpoint follow {monitor}")
     if cfg.freeze_stages:  # the frozen stages' output cached; the rest trains on it (activations.py)
         from .activations import frozen_stage_data
 
@@ -386,7 +390,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
         row["seconds"] = time.perf_counter() - tick
         row["images_per_s"] = len(frames["train"]) / max(row["seconds"], 1e-9)
         history.append(row)
-        monitored = row[monitored_metric(cfg, validate)]
+        monitored = row[monitor]
         is_best = stopper.step(monitored, epoch)
         scheduler.step(monitored)
         rngs = gather_objects(rng_state(), info)  # every rank's own, so that a resume restores each
@@ -395,7 +399,7 @@ def finetune(cfg, run_dir, model, spec, frames, device, info) -> dict:
                  "history": history, "rng": rngs}
         best_weights = run_on_main(info, commit_epoch, run_dir, spec, cfg, state, model, is_best)
     if stopper.should_stop and info.is_main:
-        log.info(f"early stopping: no {monitored_metric(cfg, validate)} improvement for {cfg.patience} epochs "
+        log.info(f"early stopping: no {monitor} improvement for {cfg.patience} epochs "
                  f"(best epoch {stopper.best_epoch})")
     return next((h for h in history if h["epoch"] == stopper.best_epoch), history[-1] if history else {})
 
