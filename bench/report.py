@@ -336,8 +336,21 @@ def render_recipes(ctx: Context) -> str:
                              ctx.card_link("default.json")))
     text = table(["recipe (grouped 5-fold CV)", "pooled", "mean over sources", "worst source", "source"], rows,
                  "lrrll")
+    costs = model_costs(ctx)
     notes = [source_note(ctx, *used)] if used else [missing("recipes.json", "crossval_*.json")]
-    return text + "\n\n" + "\n".join(notes)
+    return text + "\n\n" + (costs + "\n\n" if costs else "") + "\n".join(notes)
+
+
+def model_costs(ctx: Context) -> str:
+    """The model time per image that the backbone benches measured, one line per backbone."""
+    costs = {}
+    for data in ctx.results.values():
+        costs.update(data.get("model_ms_per_image", {}))
+    if not costs:
+        return ""
+    return ("Model time per image, each backbone's style features in eager PyTorch at batch 32 on the "
+            "bench's machine (two backbones together pay both): "
+            + "; ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(costs.items())) + ".")
 
 
 @needs("int8_groups.json")

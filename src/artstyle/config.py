@@ -30,7 +30,8 @@ class TrainConfig:
     test: float = opt(0.15, "test fraction when the data is not split yet")
     workers: int = opt(-1, "data-loader processes; -1 = auto (all cores up to 8 on GPU, half of them on CPU)")
     # --- model ---
-    backbone: str = opt("efficientnet_lite0", "any timm name; Lite0/Lite2 have offline ImageNet weights")
+    backbone: str = opt("efficientnet_lite0", "any timm name; Lite0/Lite2 have offline ImageNet weights; "
+                                                 "a+b: both backbones, read by --head style")
     weights: str = opt("", "ImageNet weights file for other backbones (.safetensors/.pth)")
     pretrained: bool = opt(True, "False = random initialisation (labelled as such everywhere)")
     image_size: int = opt(150, "the seed notebook's 150x150")

@@ -53,23 +53,30 @@ def verify_weights(weights: Path) -> None:
         check_sha256(weights, expected, weights)
 
 
-def last_feature_map(model: torch.nn.Module, batch: torch.Tensor):
-    """(last feature map, logits), the map part of the autograd graph. timm's forward_features /
-    forward_head split gives it directly; the style head reads the backbone at every level, so
-    its last map is caught on the way with a hook (Grad-CAM then explains the part of the score
-    that flows through that map, as it does for any CNN)."""
+def last_feature_maps(model: torch.nn.Module, batch: torch.Tensor):
+    """([last feature map of each backbone], logits), the maps part of the autograd graph.
+    timm's forward_features / forward_head split gives the map directly; the style head reads
+    the backbone at every level, so its last map is caught on the way with a hook (Grad-CAM then
+    explains the part of the score that flows through that map, as it does for any CNN). Two
+    backbones on one picture have maps of the same size: together they are one map whose
+    channels are both backbones'."""
+    from ..models.combined import CombinedBackbone
     from ..models.style import StyleClassifier
 
     if not isinstance(model, StyleClassifier):
         features = model.forward_features(batch)
-        return features, (model.forward_head(features) if features.ndim == 4 else None)
-    caught = {}
-    handle = model.backbone.bn2.register_forward_hook(lambda _m, _i, out: caught.setdefault("map", out))
+        return [features], (model.forward_head(features) if features.ndim == 4 else None)
+    backbone = model.backbone
+    parts = backbone.parts if isinstance(backbone, CombinedBackbone) else [backbone]
+    caught = [[] for _ in parts]
+    handles = [part.bn2.register_forward_hook(lambda _m, _i, out, store=store: store.append(out))
+               for part, store in zip(parts, caught)]
     try:
         logits = model(batch)
     finally:
-        handle.remove()
-    return caught["map"], logits
+        for handle in handles:
+            handle.remove()
+    return [store[0] for store in caught], logits
 
 
 def grad_cam(model: torch.nn.Module, batch: torch.Tensor, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -79,12 +86,13 @@ def grad_cam(model: torch.nn.Module, batch: torch.Tensor, temperature: float = 1
     Grad-CAM on the last feature map: each channel weighted by the mean gradient of the class
     score, summed, ReLU."""
     with torch.enable_grad():
-        features, logits = last_feature_map(model, batch)
-        if features.ndim != 4:
+        maps, logits = last_feature_maps(model, batch)
+        if maps[0].ndim != 4:
             raise ArtstyleError("--explain needs a convolutional backbone (its features are not a 2-D map)")
         chosen = logits.argmax(1, keepdim=True)
-        (grads,) = torch.autograd.grad(logits.gather(1, chosen).sum(), features)
-    cam = torch.relu((grads.mean((2, 3), keepdim=True) * features).sum(1)).detach()
+        grads = torch.autograd.grad(logits.gather(1, chosen).sum(), maps)
+    weighted = sum((grad.mean((2, 3), keepdim=True) * fmap).sum(1) for grad, fmap in zip(grads, maps))
+    cam = torch.relu(weighted).detach()
     peak = cam.flatten(1).max(1).values.clamp_min(1e-12)[:, None, None]
     return torch.softmax(logits.detach() / temperature, 1).numpy(), (cam / peak).numpy()
 

@@ -25,6 +25,8 @@ from torch.utils.data import Dataset
 from ..config import TrainConfig
 from ..data.manifest import class_index
 from ..errors import ArtstyleError
+from ..models.combined import CombinedBackbone
+from ..models.factory import part_specs
 from ..models.style import StyleClassifier, style_statistics
 from . import checkpoint as ckpt
 from .calibration import fit_temperature, logits_from_probs
@@ -129,9 +131,16 @@ def cached_features(cache_dir: Path, model, spec, frames: dict[str, pd.DataFrame
     """``{name: features}`` for each frame (rows with a ``view`` > 0 are augmented copies, made
     by ``augment``). Features are kept per image and view in ``cache_dir/<feature_key>.safetensors``
     (+ ``.paths.json``), so a cross-validation and the final training run on the same images
-    compute them once; only what is not cached yet is computed."""
+    compute them once; only what is not cached yet is computed. Combined backbones keep each
+    backbone's features under that backbone's own key, so a combination reuses what each
+    backbone alone computed, and the other way round."""
     import json
 
+    if isinstance(model, StyleClassifier) and isinstance(model.backbone, CombinedBackbone):
+        parts = [cached_features(cache_dir, StyleClassifier(backbone, len(spec.classes)), part_spec, frames, device,
+                                 workers, augment)
+                 for backbone, part_spec in zip(model.backbone.parts, part_specs(spec))]
+        return {name: np.concatenate([part[name] for part in parts], axis=1) for name in frames}
     stem = Path(cache_dir) / feature_key(spec)
     weights_path, paths_path = stem.with_suffix(".safetensors"), stem.with_suffix(".paths.json")
     cached, paths = np.zeros((0, 0), np.float32), []

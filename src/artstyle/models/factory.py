@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import timm
@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..errors import ArtstyleError
+from .combined import SEPARATOR, CombinedBackbone, backbone_names
 from .heads import hidden_head
 from .lite_weights import LITE_PACKAGES, load_lite_imagenet
 
@@ -25,6 +26,7 @@ ALIASES = {
     "lite2": "tf_efficientnet_lite2",
 }
 RANDOM_INIT = "random init (no pretrained weights)"
+INIT_SEPARATOR = " + "  # between the inits of combined backbones (no init names a file there)
 
 
 @dataclass
@@ -86,8 +88,28 @@ def create_model(
     torchvision state dict, .safetensors or .pth) for any other architecture, or the hub when
     online. ``pretrained=False`` is the only way to get random initialisation.
     ``head="style"`` classifies from the style statistics of every level (:mod:`.style`).
+    ``backbone="a+b"`` runs both backbones on each picture and the style head reads them
+    together (:mod:`.combined`).
     """
     check_head(head, hidden)
+    names = backbone_names(backbone)
+    check_combination(names, head, weights)
+    parts = [load_backbone(name, pretrained=pretrained, weights=weights, drop_rate=drop_rate) for name in names]
+    models = [model for model, _, _ in parts]
+    cfg = models[0].pretrained_cfg
+    spec = ModelSpec(
+        backbone=backbone, arch=SEPARATOR.join(arch for _, arch, _ in parts), classes=list(classes),
+        image_size=image_size,
+        mean=[float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))],
+        std=[float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))],
+        drop_rate=drop_rate, hidden=hidden, init=INIT_SEPARATOR.join(init for _, _, init in parts), head=head,
+    )
+    model = models[0] if len(models) == 1 else CombinedBackbone(models)
+    return attach_head(model, spec), spec
+
+
+def load_backbone(backbone: str, *, pretrained: bool, weights, drop_rate: float) -> tuple[nn.Module, str, str]:
+    """(timm model, its architecture, where its weights came from) for one backbone name."""
     arch = resolve_arch(backbone)
     model = timm.create_model(arch, pretrained=False, drop_rate=drop_rate)
     if weights:
@@ -98,14 +120,25 @@ def create_model(
         init = load_lite_imagenet(model, arch)
     else:
         init = load_from_hub(model, arch, backbone)
-    cfg = model.pretrained_cfg
-    spec = ModelSpec(
-        backbone=backbone, arch=arch, classes=list(classes), image_size=image_size,
-        mean=[float(v) for v in cfg.get("mean", (0.485, 0.456, 0.406))],
-        std=[float(v) for v in cfg.get("std", (0.229, 0.224, 0.225))],
-        drop_rate=drop_rate, hidden=hidden, init=init, head=head,
-    )
-    return attach_head(model, spec), spec
+    return model, arch, init
+
+
+def check_combination(names: list[str], head: str, weights) -> None:
+    """Several backbones must be read by the style head and share their input normalisation."""
+    if len(names) == 1:
+        return
+    backbone = SEPARATOR.join(names)
+    if head != "style":
+        raise ArtstyleError(f"--backbone {backbone}: several backbones need --head style (the pooled head "
+                            "belongs to one network)")
+    if weights:
+        raise ArtstyleError(f"--backbone {backbone}: --weights holds one network's weights; combine backbones "
+                            "whose weights ship with artstyle (efficientnet_lite0, efficientnet_lite2)")
+    cfgs = [timm.get_pretrained_cfg(resolve_arch(name)) for name in names]
+    norms = {(tuple(c.mean), tuple(c.std)) if c else None for c in cfgs}
+    if len(norms) > 1:
+        raise ArtstyleError(f"--backbone {backbone}: the backbones normalise their input differently, and "
+                            "all of them read the same input")
 
 
 HEADS = ("pooled", "style")
@@ -127,9 +160,18 @@ def attach_head(model: nn.Module, spec: ModelSpec) -> nn.Module:
     return model
 
 
+def part_specs(spec: ModelSpec) -> list[ModelSpec]:
+    """The spec of each backbone of a combination, as if it were used alone with the same head,
+    size and preprocessing (``[spec]`` for one backbone)."""
+    names, archs = backbone_names(spec.backbone), backbone_names(spec.arch)
+    inits = spec.init.split(INIT_SEPARATOR) if len(archs) > 1 else [spec.init]
+    return [replace(spec, backbone=name, arch=arch, init=init) for name, arch, init in zip(names, archs, inits)]
+
+
 def rebuild_model(spec: ModelSpec) -> nn.Module:
     """The architecture of a saved model, ready for its fine-tuned state dict."""
-    return attach_head(timm.create_model(spec.arch, pretrained=False, drop_rate=spec.drop_rate), spec)
+    models = [timm.create_model(arch, pretrained=False, drop_rate=spec.drop_rate) for arch in backbone_names(spec.arch)]
+    return attach_head(models[0] if len(models) == 1 else CombinedBackbone(models), spec)
 
 
 def read_state_dict(path: str | os.PathLike) -> dict:

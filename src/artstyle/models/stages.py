@@ -134,7 +134,12 @@ def check_freeze_request(backbone_name: str, k: int) -> None:
         raise ArtstyleError(f"--freeze-stages {k}: give a number of stages to freeze, or 0 to train it whole")
     import timm
 
+    from .combined import SEPARATOR
     from .factory import resolve_arch
+
+    if SEPARATOR in backbone_name:
+        raise ArtstyleError(f"--freeze-stages {k}: not supported with several backbones ({backbone_name}); "
+                            "probe them (--mode probe) or train them whole with --freeze-stages 0")
 
     arch = resolve_arch(backbone_name)
     check_freeze_stages(timm.create_model(arch, pretrained=False), k, arch)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .combined import CombinedBackbone
 from .heads import hidden_head
 
 # Small: the statistics of a ReLU6 map are often exactly 0; sqrt needs a floor for its gradient.
@@ -38,7 +39,10 @@ def style_dim(backbone: nn.Module) -> int:
 
 
 def style_statistics(backbone: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """Per-channel mean and std of every level, then the pooled embedding: (N, style_dim)."""
+    """Per-channel mean and std of every level, then the pooled embedding: (N, style_dim); for a
+    :class:`~artstyle.models.combined.CombinedBackbone`, each part's in turn."""
+    if isinstance(backbone, CombinedBackbone):
+        return torch.cat([style_statistics(part, images) for part in backbone.parts], dim=1)
     final, levels = backbone.forward_intermediates(images, indices=style_levels(backbone), extra_blocks=True)
     parts = []
     for level in levels:
