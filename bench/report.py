@@ -342,15 +342,13 @@ def render_recipes(ctx: Context) -> str:
 
 
 def model_costs(ctx: Context) -> str:
-    """The model time per image that the backbone benches measured, one line per backbone."""
-    costs = {}
-    for data in ctx.results.values():
-        costs.update(data.get("model_ms_per_image", {}))
-    if not costs:
+    """The model time per image that each backbone bench measured, its backbones side by side."""
+    lines = [f"{name[len('crossval_'):-len('.json')]}: " + ", ".join(f"{k} {ms:.1f} ms" for k, ms in costs.items())
+             for name, data in ctx.results.items() if (costs := data.get("model_ms_per_image"))]
+    if not lines:
         return ""
-    return ("Model time per image, each backbone's style features in eager PyTorch at batch 32 on the "
-            "bench's machine (two backbones together pay both): "
-            + "; ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(costs.items())) + ".")
+    return ("Model time per image, each backbone's style features in eager PyTorch at batch 32, measured "
+            "side by side in each bench run (two backbones together pay both): " + "; ".join(lines) + ".")
 
 
 @needs("int8_groups.json")

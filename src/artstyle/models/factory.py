@@ -132,8 +132,8 @@ def check_combination(names: list[str], head: str, weights) -> None:
         raise ArtstyleError(f"--backbone {backbone}: several backbones need --head style (the pooled head "
                             "belongs to one network)")
     if weights:
-        raise ArtstyleError(f"--backbone {backbone}: --weights holds one network's weights; combine backbones "
-                            "whose weights ship with artstyle (efficientnet_lite0, efficientnet_lite2)")
+        raise ArtstyleError(f"--backbone {backbone}: --weights holds one network's weights; combined backbones "
+                            "take their packaged weights (efficientnet_lite0, efficientnet_lite2) or the hub's")
     cfgs = [timm.get_pretrained_cfg(resolve_arch(name)) for name in names]
     norms = {(tuple(c.mean), tuple(c.std)) if c else None for c in cfgs}
     if len(norms) > 1:
