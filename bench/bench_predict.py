@@ -33,6 +33,7 @@ the naive path and, without a shipped model, to export one).
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import platform
 import statistics
@@ -126,71 +127,99 @@ def cli_runner(onnx: Path, precision: str = "fp32"):
     return run
 
 
-def predictor_runner(clf, account: dict):
-    """The in-process predictor. Adds to ``account``: "in_model", the seconds spent inside ONNX
+def fresh(load, use):
+    """Calls ``use`` on an object that lives only for this call. A live ONNX Runtime session or
+    torch model in this process slows the `artstyle predict` subprocesses it starts 2-3x on some
+    machines (2-core AMD EPYC VMs: 12 s alone, 25-37 s beside a session that has run, back to
+    12 s once it is freed), so no path keeps one between its own timed calls."""
+    obj = load()
+    try:
+        return use(obj)
+    finally:
+        del obj
+        gc.collect()
+
+
+def warmed(clf, files: list[Path]):
+    """``clf`` after one batch per stream, so no timed path pays a session's first run."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    batch = np.stack([clf.to_array(files[0])] * BATCH)
+    with ThreadPoolExecutor(max_workers=clf.streams) as pool:
+        list(pool.map(clf.run, [batch] * clf.streams))
+    return clf
+
+
+def predictor_runner(load, account: dict):
+    """The in-process predictor, a fresh one per call (its load is not timed). Adds to ``account``: "in_model", the seconds spent inside ONNX
     Runtime (summed over the streams, divided by their number: near 100 % of the wall time
     means decoding keeps up); "model_cpu", the CPU seconds of those calls, read on the calling
     thread (complete when a stream has one thread); "cpu", the process's CPU seconds (over wall,
     near the core count: no core waits for another); "images"."""
     import threading
 
-    run_model = clf.run
     lock = threading.Lock()  # the streams' threads all add to the one total
-    active = [False]  # the model-only path calls the same classifier: count only this path's calls
     account.update(in_model=0.0, model_cpu=0.0, cpu=0.0, images=0)
 
-    def counted(batch):
-        tick, cpu_tick = time.perf_counter(), time.thread_time()
-        out = run_model(batch)
-        if active[0]:
+    def counting(clf):
+        run_model = clf.run
+
+        def counted(batch):
+            tick, cpu_tick = time.perf_counter(), time.thread_time()
+            out = run_model(batch)
             with lock:
                 account["in_model"] += (time.perf_counter() - tick) / clf.streams
                 account["model_cpu"] += time.thread_time() - cpu_tick
-        return out
-    clf.run = counted
+            return out
+        clf.run = counted
+        return clf
 
     def run(files, folder):
-        active[0] = True
-        tick = time.process_time()
-        try:
-            return timed(lambda: sum(1 for _ in clf.predict_iter(files)))
-        finally:
-            active[0] = False
-            account["cpu"] += time.process_time() - tick
-            account["images"] += len(files)
+        def use(clf):
+            tick = time.process_time()
+            try:
+                return timed(lambda: sum(1 for _ in clf.predict_iter(files)))
+            finally:
+                account["cpu"] += time.process_time() - tick
+                account["images"] += len(files)
+        return fresh(lambda: counting(warmed(load(), files)), use)
     return run
 
 
-def model_only_runner(clf, sample: list[Path], account: dict | None = None):
+def model_only_runner(load, sample: list[Path], account: dict | None = None):
     """ONNX Runtime alone on already preprocessed batches, as many images as the chunk, with
-    ``clf.streams`` calls at a time as the predictor makes them. Adds to ``account`` the model
+    ``clf.streams`` calls at a time as the predictor makes them, a fresh classifier per call
+    (loaded and warmed up untimed). Adds to ``account`` the model
     calls' CPU seconds, read on their own threads as ``predictor_runner`` reads them, the
     process's CPU seconds, the wall seconds and the images."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
-    arrays = np.stack([clf.to_array(f) for f in sample[:BATCH]])
-    pool = ThreadPoolExecutor(max_workers=clf.streams)
-    list(pool.map(clf.run, [arrays] * clf.streams))  # warm-up, every stream
     account = account if account is not None else {}
     account.update(model_cpu=0.0, cpu=0.0, wall=0.0, images=0)
     lock = threading.Lock()
 
-    def call(batch):
-        tick = time.thread_time()
-        out = clf.run(batch)
-        with lock:
-            account["model_cpu"] += time.thread_time() - tick
-        return out
-
     def run(files, folder):
-        calls = max(1, round(len(files) / BATCH))
-        tick = time.process_time()
-        seconds = timed(lambda: list(pool.map(call, [arrays] * calls)))
-        account["cpu"] += time.process_time() - tick
-        account["wall"] += seconds
-        account["images"] += calls * BATCH
-        return seconds * len(files) / (calls * BATCH)
+        def use(clf):
+            arrays = np.stack([clf.to_array(f) for f in sample[:BATCH]])
+            warmed(clf, sample)
+
+            def call(batch):
+                tick = time.thread_time()
+                out = clf.run(batch)
+                with lock:
+                    account["model_cpu"] += time.thread_time() - tick
+                return out
+
+            calls = max(1, round(len(files) / BATCH))
+            with ThreadPoolExecutor(max_workers=clf.streams) as pool:
+                tick = time.process_time()
+                seconds = timed(lambda: list(pool.map(call, [arrays] * calls)))
+            account["cpu"] += time.process_time() - tick
+            account["wall"] += seconds
+            account["images"] += calls * BATCH
+            return seconds * len(files) / (calls * BATCH)
+        return fresh(load, use)
     return run
 
 
@@ -211,23 +240,26 @@ def cpu_accounting(e2e: dict, e2e_seconds: float, model_only: dict) -> dict:
 
 
 def naive_runner(checkpoint: Path):
-    """What a first script does: the timm model in eager PyTorch, every image fully decoded."""
+    """What a first script does: the timm model in eager PyTorch, every image fully decoded
+    (the model loaded afresh, untimed, for each call)."""
     import torch
 
     from artstyle.engine.checkpoint import load_model
     from artstyle.images import open_image
     from artstyle.preprocess import preprocess
 
-    model, spec, _ = load_model(checkpoint)
-
     def run(files, folder):
-        def go():
-            with torch.inference_mode():
-                for chunk in batches(files):
-                    x = np.stack([preprocess(open_image(f), spec.image_size, spec.mean, spec.std, spec.crop_pct)
-                                  for f in chunk])
-                    torch.softmax(model(torch.from_numpy(x)), 1).numpy()
-        return timed(go)
+        def use(loaded):
+            model, spec, _ = loaded
+
+            def go():
+                with torch.inference_mode():
+                    for chunk in batches(files):
+                        x = np.stack([preprocess(open_image(f), spec.image_size, spec.mean, spec.std, spec.crop_pct)
+                                      for f in chunk])
+                        torch.softmax(model(torch.from_numpy(x)), 1).numpy()
+            return timed(go)
+        return fresh(lambda: load_model(checkpoint), use)
     return run
 
 
@@ -245,16 +277,18 @@ def anime_or_not_batched_runner(model_path: Path):
     import torchvision.transforms as T
     from PIL import Image
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
     transform = T.Compose([T.Resize((224, 224)), T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])
 
     def run(files, folder):
-        def go():
-            for chunk in batches(files):
-                x = np.stack([transform(Image.open(f).convert("RGB")).numpy() for f in chunk])
-                session.run(None, {name: x})
-        return timed(go)
+        def use(session):
+            name = session.get_inputs()[0].name
+
+            def go():
+                for chunk in batches(files):
+                    x = np.stack([transform(Image.open(f).convert("RGB")).numpy() for f in chunk])
+                    session.run(None, {name: x})
+            return timed(go)
+        return fresh(lambda: ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"]), use)
     return run
 
 
@@ -317,19 +351,23 @@ def main() -> None:
     clf = artstyle.load(onnx, precision="fp32")
     onnx = clf.path
     int8_onnx = int8_path(onnx)
-    clf_int8 = artstyle.load(int8_onnx) if int8_onnx.is_file() else None
+    has_int8 = int8_onnx.is_file()
+    load_fp32 = lambda: artstyle.load(onnx, precision="fp32")  # noqa: E731
+    load_int8 = lambda: artstyle.load(int8_onnx)  # noqa: E731
     # The int8 model as the predictor ran it before streams: one batch at a time, every thread on it.
-    clf_int8_one_stream = artstyle.load(int8_onnx, streams=1) if clf_int8 else None
+    load_int8_one_stream = lambda: artstyle.load(int8_onnx, streams=1)  # noqa: E731
     info["model"] = {"description": description, "image_size": clf.image_size, "arch": clf.card.get("arch"),
                      "onnx_sha256": clf.card["onnx_sha256"], "streams": clf.streams,
                      "ort_intra_op_threads_per_stream": clf.session.get_session_options().intra_op_num_threads,
                      "decode_workers": clf.workers}
+    image_size = clf.image_size
+    del clf  # see fresh(): no session stays alive while the CLI paths run
     work = Path(tempfile.mkdtemp(prefix="bench-predict-"))
     files = pick_images(Path(args.data), args.images)
     n = len(files)
     chunks = [files[i::args.rounds] for i in range(args.rounds)]
     folders = [link_chunk(chunk, work / f"chunk{i}") for i, chunk in enumerate(chunks)]
-    print(f"{n} images in {args.rounds} rounds, model: {description} ({clf.image_size}px), "
+    print(f"{n} images in {args.rounds} rounds, model: {description} ({image_size}px), "
           f"{info['machine']['nproc']} CPUs ({info['machine']['cpu']}), load {info['machine']['load_average_at_start']}",
           flush=True)
 
@@ -337,28 +375,29 @@ def main() -> None:
     runners = {
         "artstyle_predict_cli": ("`artstyle predict DIR` (process start to CSV written)", cli_runner(onnx)),
         "predictor_in_process": ("predictor end-to-end, in process (decode + inference)",
-                                 predictor_runner(clf, accounts["fp32"])),
-        "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {clf.image_size}px",
-                           model_only_runner(clf, files, accounts["fp32_model_only"])),
+                                 predictor_runner(load_fp32, accounts["fp32"])),
+        "ort_model_only": (f"ONNX Runtime model only, batch {BATCH}, {image_size}px",
+                           model_only_runner(load_fp32, files, accounts["fp32_model_only"])),
         "naive_torch": (f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", naive_runner(checkpoint)),
     }
-    if clf_int8:
-        info["model"]["int8"] = {"onnx_sha256": clf_int8.card["onnx_sha256"],
-                                 "quantization": {k: clf_int8.card["quantization"].get(k) for k in
+    if has_int8:
+        card_int8 = load_int8().card
+        info["model"]["int8"] = {"onnx_sha256": card_int8["onnx_sha256"],
+                                 "quantization": {k: card_int8["quantization"].get(k) for k in
                                                   ("calibration_method", "calibration_images", "top1_agreement",
                                                    "max_prob_diff", "holdout_images")}}
         runners.update({
             "artstyle_predict_cli_int8": ("`artstyle predict DIR --precision int8` (process start to CSV written)",
                                           cli_runner(onnx, "int8")),
             "predictor_in_process_int8": ("int8 predictor end-to-end, in process",
-                                          predictor_runner(clf_int8, accounts["int8"])),
-            "ort_model_only_int8": (f"ONNX Runtime int8 model only, batch {BATCH}, {clf.image_size}px",
-                                    model_only_runner(clf_int8, files, accounts["int8_model_only"])),
+                                          predictor_runner(load_int8, accounts["int8"])),
+            "ort_model_only_int8": (f"ONNX Runtime int8 model only, batch {BATCH}, {image_size}px",
+                                    model_only_runner(load_int8, files, accounts["int8_model_only"])),
             "predictor_in_process_int8_one_stream": ("int8 predictor end-to-end, in process, streams=1",
-                                                     predictor_runner(clf_int8_one_stream,
+                                                     predictor_runner(load_int8_one_stream,
                                                                       accounts["int8_one_stream"])),
             "ort_model_only_int8_one_stream": (f"ONNX Runtime int8 model only, streams=1, batch {BATCH}",
-                                               model_only_runner(clf_int8_one_stream, files)),
+                                               model_only_runner(load_int8_one_stream, files)),
         })
     aon = anime_or_not_model()
     notes = {}
@@ -391,7 +430,7 @@ def main() -> None:
             for key, (seconds, count) in totals.items()}
 
     cold = cold_start(onnx, files[0])
-    cold_int8 = cold_start(int8_onnx, files[0]) if clf_int8 else None
+    cold_int8 = cold_start(int8_onnx, files[0]) if has_int8 else None
     cold_default = cold_start(None, files[0]) if onnx == DEFAULT_MODEL else None
     info["cold_start_s"] = {"model_given": [round(t, 3) for t in cold], "median": round(statistics.median(cold), 3),
                             "of_which_start_and_cli_parser_median": round(statistics.median(parser_build_times()), 3),
@@ -416,7 +455,7 @@ def main() -> None:
         "e2e_over_model_only": round(rows["predictor_in_process"]["images_per_s"] / rows["ort_model_only"]["images_per_s"], 3),
         "cli_over_model_only": round(cli / rows["ort_model_only"]["images_per_s"], 3),
     }
-    if clf_int8:
+    if has_int8:
         cli_int8 = rows["artstyle_predict_cli_int8"]["images_per_s"]
         ratios.update({
             "int8_vs_fp32_model_only": round(rows["ort_model_only_int8"]["images_per_s"] / rows["ort_model_only"]["images_per_s"], 2),

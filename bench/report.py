@@ -55,6 +55,7 @@ COMMANDS = {
     "crossval_correlations.json": "python bench/bench_correlations.py --crossval runs/default/crossval",
     "crossval_partial_finetune.json": "python bench/bench_partial_finetune.py --crossval runs/default/crossval",
     "int8_weights.json": "python bench/bench_int8_weights.py --before OLD.int8.onnx",
+    "models_*.json": "python bench/bench_models.py NAME FIRST.onnx SECOND.onnx",
     "sort.json": "python bench/bench_sort.py --images 300 --rounds 3",
     "video.json": "python bench/bench_video.py",
 }
@@ -351,6 +352,29 @@ def model_costs(ctx: Context) -> str:
             "side by side in each bench run (two backbones together pay both): " + "; ".join(lines) + ".")
 
 
+MODEL_PATHS = {"fp32_model_only": "fp32 model only", "fp32_end_to_end": "fp32 end to end",
+               "int8_model_only": "int8 model only", "int8_end_to_end": "int8 end to end"}
+
+
+def render_model_cost(ctx: Context) -> str:
+    """Exported models timed side by side (bench/bench_models.py): images/s, and the share of the
+    first model's speed, per path."""
+    names = [n for n in ctx.results if n.startswith("models_")]
+    if not names:
+        return missing("models_*.json")
+    parts = []
+    for name in names:
+        data = ctx.results[name]
+        models = data.get("models", [])
+        paths = [k for k in MODEL_PATHS if all(k in m.get("images_per_s", {}) for m in models)]
+        rows = [[m.get("label", "")] + [f"{m['images_per_s'][k]} ({m['over_first'][k]:.2f}x)" for k in paths]
+                for m in models]
+        parts.append(f"{count(data.get('images'))} images of `{Path(str(data.get('data', ''))).name}` in "
+                     f"{data.get('rounds')} interleaved rounds, batch {data.get('batch')}; images/s (x the first row's):\n\n"
+                     + table(["model"] + [MODEL_PATHS[k] for k in paths], rows))
+    return "\n\n".join(parts + [source_note(ctx, *names)])
+
+
 @needs("int8_groups.json")
 def render_int8_groups(ctx: Context) -> str:
     data = ctx.results["int8_groups.json"]
@@ -614,6 +638,7 @@ RENDERERS = {
     "model-groups": render_model_groups,
     "int8-rule": render_int8_rule,
     "recipes": render_recipes,
+    "model-cost": render_model_cost,
     "int8-groups": render_int8_groups,
     "quantize": render_quantize,
     "robustness": render_robustness,

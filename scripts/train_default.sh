@@ -5,9 +5,10 @@
 # 2-core CPU machine it takes about 1.5 hours, most of it computing the frozen features once
 # (they are cached and shared by steps 2 and 4) and the int8 trunk's features for the head refit.
 #
-# The recipe was chosen by leave-sources-out cross-validation (bench/bench_recipes.py, docs/model.md):
+# The recipe was chosen by leave-sources-out cross-validation (bench/bench_recipes.py and
+# bench/bench_crossval.py, docs/model.md):
 # EfficientNet-Lite0 from ImageNet, frozen, read at every depth (per-channel mean and std of the
-# stem and each stage, plus the pooled embedding: the "style head"), 224 px, a standardised
+# stem and each stage, plus the pooled embedding: the "style head"), 260 px, a standardised
 # logistic-regression head (C = 0.03) in which every source weighs the same, trained on each image and one
 # augmented copy of it (borders, rescaling, JPEG, grayscale: the anti-shortcut augmentations),
 # calibrated by a temperature fitted on held-out sources.
@@ -15,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-../shared/data/artstyle-v3}
 OUT=${2:-runs/default}
-RECIPE=(--backbone efficientnet_lite0 --image-size 224 --head style --balance groups --probe-c 0.03 --probe-views 1
+RECIPE=(--backbone efficientnet_lite0 --image-size 260 --head style --balance groups --probe-c 0.03 --probe-views 1
         --feature-cache "$OUT/features")
 
 # 1. The manifest: one row per image with its group (the source folder of CLASS/SOURCE/file.jpg).
