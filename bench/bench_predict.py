@@ -151,11 +151,12 @@ def warmed(clf, files: list[Path]):
 
 
 def predictor_runner(load, account: dict):
-    """The in-process predictor, a fresh one per call (its load is not timed). Adds to ``account``: "in_model", the seconds spent inside ONNX
-    Runtime (summed over the streams, divided by their number: near 100 % of the wall time
-    means decoding keeps up); "model_cpu", the CPU seconds of those calls, read on the calling
-    thread (complete when a stream has one thread); "cpu", the process's CPU seconds (over wall,
-    near the core count: no core waits for another); "images"."""
+    """The in-process predictor, a fresh one per call (its load is not timed). Adds to
+    ``account``: "in_model", the seconds spent inside ONNX Runtime (summed over the streams,
+    divided by their number: near 100 % of the wall time means decoding keeps up);
+    "model_cpu", the CPU seconds of those calls, read on the calling thread (complete when a
+    stream has one thread); "cpu", the process's CPU seconds (over wall, near the core count: no
+    core waits for another); "images"."""
     import threading
 
     lock = threading.Lock()  # the streams' threads all add to the one total
@@ -189,9 +190,9 @@ def predictor_runner(load, account: dict):
 def model_only_runner(load, sample: list[Path], account: dict | None = None):
     """ONNX Runtime alone on already preprocessed batches, as many images as the chunk, with
     ``clf.streams`` calls at a time as the predictor makes them, a fresh classifier per call
-    (loaded and warmed up untimed). Adds to ``account`` the model
-    calls' CPU seconds, read on their own threads as ``predictor_runner`` reads them, the
-    process's CPU seconds, the wall seconds and the images."""
+    (loaded and warmed up untimed). Adds to ``account`` the model calls' CPU seconds, read on
+    their own threads as ``predictor_runner`` reads them, the process's CPU seconds, the wall
+    seconds and the images."""
     import threading
     from concurrent.futures import ThreadPoolExecutor
 
