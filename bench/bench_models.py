@@ -17,10 +17,10 @@ import argparse
 from pathlib import Path
 
 from _provenance import write_results
-from bench_predict import DEFAULT_DATA, REPO, model_only_runner, pick_images, predictor_runner
+from bench_predict import DEFAULT_DATA, REPO, interleaved, model_only_runner, pick_images, predictor_runner
 
 import artstyle
-from artstyle.infer.predictor import int8_path
+from artstyle.infer.predictor import int8_path, read_card
 
 
 def paths_of(model: Path) -> dict:
@@ -32,7 +32,7 @@ def paths_of(model: Path) -> dict:
 
 
 def describe(model: Path) -> dict:
-    card = artstyle.load(model, precision="fp32").card
+    card = read_card(model)
     return {"path": str(model), "arch": card.get("arch"), "image_size": card.get("image_size"),
             "onnx_sha256": card.get("onnx_sha256"), "int8": int8_path(model).is_file()}
 
@@ -56,15 +56,7 @@ def main() -> None:
         for precision, load in paths_of(model).items():
             runners[(m, precision, "model_only")] = model_only_runner(load, files)
             runners[(m, precision, "end_to_end")] = predictor_runner(load, {})
-    totals = {key: [0.0, 0] for key in runners}
-    for r, chunk in enumerate(chunks):
-        keys = list(runners)
-        for key in keys[r % len(keys):] + keys[:r % len(keys)]:  # rotate, so no path always runs first
-            totals[key][0] += runners[key](chunk, None)
-            totals[key][1] += len(chunk)
-        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{m}/{p}/{path} {totals[(m, p, path)][1] / totals[(m, p, path)][0]:.1f}" for m, p, path in runners), flush=True)
-
+    totals = interleaved(runners, chunks, [None] * len(chunks))
     speed = {(m, p, path): count / seconds for (m, p, path), (seconds, count) in totals.items()}
     results = [{"model": described[m], "label": f"{described[m]['arch']} {described[m]['image_size']} px",
                 "images_per_s": {f"{p}_{path}": round(v, 1) for (i, p, path), v in speed.items() if i == m},

@@ -114,6 +114,24 @@ def batches(items, size=BATCH):
         yield items[i:i + size]
 
 
+def interleaved(runners: dict, chunks: list[list[Path]], folders: list) -> dict:
+    """``{key: [seconds, images]}``: every runner on each chunk in turn, the order rotating from
+    chunk to chunk so that no path always runs first and all see the same machine. A runner
+    returns its seconds, or (seconds, images) when it ran on fewer images than the chunk."""
+    totals = {key: [0.0, 0] for key in runners}
+    for r, (chunk, folder) in enumerate(zip(chunks, folders)):
+        keys = list(runners)
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            result = runners[key](chunk, folder)
+            seconds, count = result if isinstance(result, tuple) else (result, len(chunk))
+            totals[key][0] += seconds
+            totals[key][1] += count
+        print(f"  round {r + 1}/{len(chunks)}: " + ", ".join(
+            f"{'/'.join(map(str, k)) if isinstance(k, tuple) else k} {n / t:.1f}" for k, (t, n) in totals.items()),
+            flush=True)
+    return totals
+
+
 def cli_runner(onnx: Path, precision: str = "fp32"):
     """`artstyle predict DIR` as a user runs it: a new process per call, CSV written to a file."""
     def run(files: list[Path], folder: Path) -> float:
@@ -345,7 +363,7 @@ def main() -> None:
     args = parser.parse_args()
 
     import artstyle
-    from artstyle.infer.predictor import DEFAULT_MODEL, int8_path
+    from artstyle.infer.predictor import DEFAULT_MODEL, int8_path, read_card
 
     info = {"machine": machine(), "images": args.images, "rounds": args.rounds, "data": str(args.data), "batch": BATCH}
     onnx, checkpoint, description = bench_model(args.model)
@@ -382,7 +400,7 @@ def main() -> None:
         "naive_torch": (f"naive: timm eager PyTorch, full PIL decode, batch {BATCH}", naive_runner(checkpoint)),
     }
     if has_int8:
-        card_int8 = load_int8().card
+        card_int8 = read_card(int8_onnx)
         info["model"]["int8"] = {"onnx_sha256": card_int8["onnx_sha256"],
                                  "quantization": {k: card_int8["quantization"].get(k) for k in
                                                   ("calibration_method", "calibration_images", "top1_agreement",
@@ -414,17 +432,7 @@ def main() -> None:
     else:
         info["anime_or_not"] = "not installed (pip install anime-or-not)"
 
-    totals = {key: [0.0, 0] for key in runners}
-    for r, (chunk, folder) in enumerate(zip(chunks, folders)):
-        keys = list(runners)
-        keys = keys[r % len(keys):] + keys[:r % len(keys)]  # rotate, so no path always runs first
-        for key in keys:
-            result = runners[key][1](chunk, folder)
-            seconds, count = result if isinstance(result, tuple) else (result, len(chunk))
-            totals[key][0] += seconds
-            totals[key][1] += count
-        print(f"  round {r + 1}/{args.rounds}: " + ", ".join(
-            f"{k} {totals[k][1] / totals[k][0]:.1f}" for k in runners), flush=True)
+    totals = interleaved({key: run for key, (_, run) in runners.items()}, chunks, folders)
 
     rows = {key: {"what": runners[key][0], "images": count, "seconds": round(seconds, 2),
                   "images_per_s": round(count / seconds, 1), "note": notes.get(key, "")}
