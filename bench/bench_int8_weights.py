@@ -1,10 +1,11 @@
 """What 7-bit int8 weights cost: speed and answers of two int8 versions of one fp32 model.
 
-    python bench/bench_int8_weights.py --before OLD.int8.onnx [--model MODEL.onnx] [--rounds 8]
+    python bench/bench_int8_weights.py [--model MODEL.onnx] [--before EIGHT_BIT.int8.onnx] [--rounds 8]
 
-Compares, side by side in one run, the fp32 model, an int8 model with 8-bit weights (``--before``,
-e.g. the previous shipped file: ``git show REV:src/artstyle/assets/default.int8.onnx``) and the
-int8 model beside ``--model`` (7-bit weights, ``reduce_range``). Model-only images/s at batch 32
+Compares, side by side in one run, the fp32 model, the int8 model beside it (7-bit weights,
+``reduce_range``) and an int8 model with 8-bit weights: ``--before``, or else its twin made here
+with the same settings as the int8 model's card (calibration, layers kept fp32, head refit on
+the run named by the card's ``source_checkpoint``) but 8-bit weights. Model-only images/s at batch 32
 with every model's rounds interleaved, so that all three see the same machine; and, on the
 held-out slice the model card names (tests/data/default_test_split.csv for the shipped model),
 top-1 agreement with fp32 and accuracy. Without VNNI, x86 int8 kernels sum pairs of u8 x s8
@@ -16,7 +17,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -63,10 +66,27 @@ def weight_range(path: Path, depthwise: set[str]) -> dict:
             for kind, found in kinds.items() if found}
 
 
+def eight_bit_twin(model: Path, work: Path) -> Path:
+    """The shipped int8 model's settings with 8-bit weights everywhere: quantised from a copy of
+    ``model`` (and its card and checkpoint) in ``work``, its head refitted like the export's."""
+    from artstyle.engine.quantize import QuantSettings, quantize_model
+
+    q = json.loads(int8_path(model).with_suffix(".json").read_text())["quantization"]
+    kept = [k for k in q["keep_fp32"] if k not in ("stem", "head")]
+    for suffix in (".onnx", ".json", ".safetensors"):
+        shutil.copy(model.with_suffix(suffix), work / f"model{suffix}")
+    settings = QuantSettings(method=q["calibration_method"], calibration_size=q["calibration_images"],
+                             keep_stem="stem" in q["keep_fp32"], keep_head="head" in q["keep_fp32"],
+                             keep_layers=tuple(kept), reduce_range=False)
+    quantize_model(work / "model.onnx", settings=settings, holdout_size=q["holdout_images"], min_agreement=0.0,
+                   refit=q["head"]["refit_on_int8_features"])
+    return int8_path(work / "model.onnx")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default=str(DEFAULT_MODEL), help="the fp32 .onnx; its .int8.onnx has 7-bit weights")
-    parser.add_argument("--before", required=True, help="an int8 .onnx of the same model with 8-bit weights")
+    parser.add_argument("--before", help="an int8 .onnx of the same model with 8-bit weights (default: made here)")
     parser.add_argument("--rounds", type=int, default=8)
     parser.add_argument("--threads", type=int, default=cpu_count())
     parser.add_argument("--results", default=str(RESULTS))
@@ -74,7 +94,9 @@ def main() -> None:
 
     model = Path(args.model)
     card = json.loads(model.with_suffix(".json").read_text())
-    paths = {"fp32": model, "int8_8bit": Path(args.before), "int8_7bit": int8_path(model)}
+    work = tempfile.TemporaryDirectory(prefix="bench-int8-weights-")
+    before = Path(args.before) if args.before else eight_bit_twin(model, Path(work.name))
+    paths = {"fp32": model, "int8_8bit": before, "int8_7bit": int8_path(model)}
     batch, labels = held_out(model)
     depthwise = {f"{w}_quantized" for w in depthwise_weights(model)}
     fp32 = probs(session(model, args.threads), batch)

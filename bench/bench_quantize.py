@@ -29,8 +29,9 @@ sys.path.insert(0, str(REPO / "src"))
 
 from artstyle.engine.quantize import QuantSettings, agreement, from_frame, preprocess_files, quantize_file  # noqa: E402
 
+DEFAULT_KEEP = ("model.backbone.blocks.0.", "model.backbone.blocks.6.")
 CONFIGS = {
-    # name: (method, calibration images, keep stem fp32, keep head fp32)
+    # name: (method, calibration images, keep stem fp32, keep head fp32[, weight-name prefixes kept fp32])
     "minmax-200-all-int8": ("minmax", 200, False, False),
     "entropy-200-all-int8": ("entropy", 200, False, False),
     "percentile-200-all-int8": ("percentile", 200, False, False),
@@ -39,6 +40,8 @@ CONFIGS = {
     "entropy-200-keep-stem-head": ("entropy", 200, True, True),
     "percentile-200-keep-stem-head": ("percentile", 200, True, True),
     "minmax-600-keep-stem-head": ("minmax", 600, True, True),
+    # The export's settings for the default model, before its head refit (scripts/train_default.sh).
+    "minmax-500-keep-stem-head-blocks-0-6": ("minmax", 500, True, True, DEFAULT_KEEP),
 }
 
 
@@ -133,15 +136,18 @@ def main() -> None:
         fp32_extra = probs(session(model, args.threads), extra_arrays)
     work = Path(tempfile.mkdtemp(prefix="bench-quantize-"))
     for name in names:
-        method, count, stem, head = CONFIGS[name]
+        method, count, stem, head, *rest = CONFIGS[name]
+        layers = rest[0] if rest else ()
         out = work / f"{name}.onnx"
         tick = time.perf_counter()
         # The same images for every setting of a given size: the first `count` of one random sample.
         kept = quantize_file(model, out, calib_all[:count], card["input"]["name"],
-                             QuantSettings(method=method, calibration_size=count, keep_stem=stem, keep_head=head))
+                             QuantSettings(method=method, calibration_size=count, keep_stem=stem, keep_head=head,
+                                          keep_layers=layers))
         seconds = time.perf_counter() - tick
         int8 = probs(session(out, args.threads), held)
         row = {"method": method, "calibration_images": count, "keep_stem": stem, "keep_head": head,
+               "keep_layers": list(layers),
                "fp32_nodes": len(kept), "quantise_seconds": round(seconds, 1), "bytes": out.stat().st_size,
                **agreement(fp32, int8, labels, card["classes"]),
                "groups": per_group(fp32, int8, test.files, labels, card["classes"]),

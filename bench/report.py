@@ -42,8 +42,7 @@ COMMANDS = {
     "ray.json": "python bench/bench_ray.py --images 5000 --rounds 3",
     "data.json": "python bench/bench_data.py",
     "train.json": "python bench/bench_train.py",
-    "quantize.json": "python bench/bench_quantize.py src/artstyle/assets/default.onnx --split runs/default/run/data "
-                     "--extra ../shared/data/artstyle-v2",
+    "quantize.json": "python bench/bench_quantize.py src/artstyle/assets/default.onnx --split runs/default/run/data",
     "int8_groups.json": "python bench/bench_int8_groups.py --crossval runs/default/crossval "
                         "--model src/artstyle/assets/default.onnx --test runs/default/split/test.csv",
     "robustness.json": "python bench/bench_robustness.py --split runs/default/split/test.csv",
@@ -54,7 +53,7 @@ COMMANDS = {
                                    "--second runs/lite2/crossval",
     "crossval_correlations.json": "python bench/bench_correlations.py --crossval runs/default/crossval",
     "crossval_partial_finetune.json": "python bench/bench_partial_finetune.py --crossval runs/default/crossval",
-    "int8_weights.json": "python bench/bench_int8_weights.py --before OLD.int8.onnx",
+    "int8_weights.json": "python bench/bench_int8_weights.py --rounds 8",
     "models_*.json": "python bench/bench_models.py NAME FIRST.onnx SECOND.onnx",
     "sort.json": "python bench/bench_sort.py --images 300 --rounds 3",
     "video.json": "python bench/bench_video.py",
@@ -181,6 +180,15 @@ def int8_held_out(ctx: Context) -> dict | None:
     return next((m for name, m in held_out_groups.items() if name.startswith("int8") and "refit" in name), None)
 
 
+def v2_crossval(ctx: Context, card: dict) -> tuple[str, dict] | None:
+    """The shipped recipe's grouped CV on artstyle-v2 (a ``crossval_v2_*.json`` with the card's
+    backbone, input size, head and balancing), so that v2's figures stay comparable."""
+    recipe = {"backbone": card.get("backbone"), "image_size": card.get("image_size"),
+              "head": card.get("crossval", {}).get("head"), "balance": card.get("crossval", {}).get("balance")}
+    return next(((name, m) for name, m in sorted(ctx.results.items()) if name.startswith("crossval_v2_")
+                 and all(m.get(k) == v for k, v in recipe.items())), None)
+
+
 def render_default_model(ctx: Context) -> str:
     """The README's short table: grouped CV, held-out slice, agreement, speed."""
     fp32, int8 = fp32_card(ctx), int8_card(ctx)
@@ -204,6 +212,14 @@ def render_default_model(ctx: Context) -> str:
                         f"{f4(int8_cv.get('accuracy'))} / {f4(int8_cv.get('group_mean_accuracy'))} / "
                         f"{int8_cv.get('worst_group', '')} {f3(int8_cv.get('worst_group_accuracy'))}",
                         ctx.result_link("int8_groups.json")])
+    v2 = v2_crossval(ctx, fp32)
+    if v2:
+        name, m = v2
+        rows.insert(2 if int8_cv else 1, [
+            f"the same recipe on artstyle-v2 (grouped {m.get('folds')}-fold CV, {len(m.get('groups', {}))} sources), "
+            "fp32: pooled / mean over sources / worst source",
+            f"{f4(m.get('mean_accuracy'))} / {f4(m.get('group_mean_accuracy'))} / "
+            f"{m.get('worst_group', '')} {f3(m.get('worst_group_accuracy'))}", ctx.result_link(name)])
     predict = ctx.results.get("predict.json")
     if predict:
         r = predict.get("results", {})
@@ -270,10 +286,24 @@ def render_int8_rule(ctx: Context) -> str:
                   rows, "lrl") + "\n\n" + card_note(ctx, "default.int8.json"))
 
 
+def render_precision(ctx: Context) -> str:
+    """The README's sentence on which precision the default model runs in, from its int8 card."""
+    q = int8_card(ctx).get("quantization", {})
+    rule, agreement = q.get("as_default"), q.get("top1_agreement")
+    if rule is None or agreement is None:
+        return "The default model has no int8 version measured against the rule, so it runs in fp32."
+    shown = (f"fp32's answer on {pct(agreement)} of the held-out slice, accuracy {pct(q.get('accuracy_fp32'), 2)} "
+             f"in fp32 and {pct(q.get('accuracy_int8'), 2)} in int8")
+    if rule.get("met"):
+        return f"The shipped int8 model meets the rule ({shown}), so `artstyle predict` runs it by default."
+    return (f"The shipped int8 model falls short of the rule ({shown}), so the default model runs in fp32; "
+            "`--precision int8` runs it anyway.")
+
+
 @needs("int8_weights.json")
 def render_int8_weights(ctx: Context) -> str:
     data = ctx.results["int8_weights.json"]
-    names = {"int8_8bit": "int8, 8-bit weights (before)", "int8_7bit": "int8, 7-bit GEMM weights, first and last blocks fp32 (now)"}
+    names = {"int8_8bit": "int8, 8-bit weights", "int8_7bit": "int8, 7-bit GEMM weights (shipped)"}
     ips, ratio = data.get("images_per_s", {}), data.get("int8_over_fp32", {})
     rows = [["fp32", "", ips.get("fp32", ""), "1.00", "", ""]]
     for key, label in names.items():
@@ -393,16 +423,26 @@ def render_int8_groups(ctx: Context) -> str:
 @needs("quantize.json")
 def render_quantize(ctx: Context) -> str:
     data = ctx.results["quantize.json"]
+    with_extra = "extra" in data
+    header = ["settings", "calibration images", "fp32 layers kept", "held-out split: agreement / mean \\|dp\\|",
+              "held-out accuracy fp32 -> int8"]
+    header += ["extra set: agreement / mean \\|dp\\|", "extra set accuracy fp32 -> int8"] if with_extra else []
     rows = []
     for name, r in data.get("results", {}).items():
-        extra = r.get("extra", {})
-        rows.append([name, r.get("calibration_images"), f"{pct(r.get('top1_agreement'))} / {r.get('mean_prob_diff')}",
-                     f"{pct(extra.get('top1_agreement'))} / {extra.get('mean_prob_diff', '')}",
-                     f"{pct(extra.get('accuracy_fp32'))} -> {pct(extra.get('accuracy_int8'))}", r.get("speedup", "")])
-    header = ["settings", "calibration images", "held-out split: agreement / mean \\|dp\\|",
-              "extra set: agreement / mean \\|dp\\|", "extra set accuracy fp32 -> int8", "int8 speed-up"]
-    return (f"{data.get('arch', '')} at {data.get('image_size')} px; extra set: {data.get('extra', '')}.\n\n"
-            + table(header, rows, "lrllll") + "\n\n" + source_note(ctx, "quantize.json"))
+        kept = [part for part, on in (("stem", r.get("keep_stem")), ("head", r.get("keep_head"))) if on]
+        kept += [prefix.removeprefix("model.backbone.").rstrip(".") for prefix in r.get("keep_layers", [])]
+        row = [name, r.get("calibration_images"), ", ".join(kept) or "none",
+               f"{pct(r.get('top1_agreement'))} / {r.get('mean_prob_diff')}",
+               f"{pct(r.get('accuracy_fp32'))} -> {pct(r.get('accuracy_int8'))}"]
+        if with_extra:
+            extra = r.get("extra", {})
+            row += [f"{pct(extra.get('top1_agreement'))} / {extra.get('mean_prob_diff', '')}",
+                    f"{pct(extra.get('accuracy_fp32'))} -> {pct(extra.get('accuracy_int8'))}"]
+        rows.append(row)
+    intro = f"{data.get('arch', '')} at {data.get('image_size')} px; held out: {data.get('holdout', '')}"
+    intro += f"; extra set: {data['extra']}" if with_extra else ""
+    return (intro + ". No head refit here (the export refits the head after quantising).\n\n"
+            + table(header, rows, "lrl" + "l" * (len(header) - 3)) + "\n\n" + source_note(ctx, "quantize.json"))
 
 
 @needs("robustness.json")
@@ -637,6 +677,7 @@ RENDERERS = {
     "model-card": render_model_card,
     "model-groups": render_model_groups,
     "int8-rule": render_int8_rule,
+    "precision": render_precision,
     "recipes": render_recipes,
     "model-cost": render_model_cost,
     "int8-groups": render_int8_groups,
